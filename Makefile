@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export ECM_HOME ?= $(CURDIR)/.ecm
+export DAGSTER_HOME ?= $(ECM_HOME)/dagster
+
+.PHONY: setup run test lint dev demo check bench clean
+
+$(BIN)/ecm: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/ecm
+
+# Demo data is generated once; `make demo` regenerates it (and resets the sheet, outbox and lake).
+$(ECM_HOME)/warehouse.duckdb: | $(BIN)/ecm
+	$(BIN)/ecm demo
+
+run: setup $(ECM_HOME)/warehouse.duckdb  ## triage the latest tick and print the briefing
+	$(BIN)/ecm triage
+
+demo: setup
+	$(BIN)/ecm demo
+
+check: setup
+	$(BIN)/ecm check
+
+dev: setup $(ECM_HOME)/warehouse.duckdb  ## the Dagster UI on http://127.0.0.1:3000
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/bench_triage.py
+
+clean:
+	rm -rf $(VENV) $(ECM_HOME) *.egg-info

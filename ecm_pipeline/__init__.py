@@ -1,0 +1,1 @@
+"""ECM Pipeline: stuck remittance order triage on Dagster."""

@@ -1,0 +1,449 @@
+"""Demo warehouse and sheet: a deterministic, realistic slice of the business (facts §11).
+
+Orders arrive over `days` days before the anchor tick. Most complete within hours; a few per day
+get stuck in one of the scenarios below, stay stuck for a random time and then resolve, and the
+rest of the noise the filters exist for (unpaid, abandoned, dead, CNR waits) is mixed in. Every
+state change is written to `orders_goms_history`, so any past tick can be snapshotted exactly.
+Scenario rates are set from the backlog each should contribute at a tick, so 200-600 actionable
+orders are stuck at any tick after the first ~10 days.
+"""
+
+from __future__ import annotations
+
+import shutil
+import string
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ecm_pipeline.resources.sheet import AGENT_COLUMNS, ASSIGNMENT_COLUMNS, LocalSheetStore
+
+HOUR = np.timedelta64(3600, "s")
+DAY = 24 * HOUR
+WINDOW_DAYS = 30.0
+MIN_AGE_DAYS = 0.5
+
+SCHEMA = {
+    "orders_goms": (
+        "order_id VARCHAR, owner_id VARCHAR, status VARCHAR, sub_state VARCHAR, "
+        "meta_postscript_pricing_info_send_currency VARCHAR, meta_postscript_pricing_info_send_amount DOUBLE, "
+        "meta_postscript_pricing_info_receive_amount DOUBLE, meta_postscript_acquirer VARCHAR, "
+        "created_at TIMESTAMP, updated_at TIMESTAMP"
+    ),
+    "payments_goms": "reference_id VARCHAR, payment_status VARCHAR, created_at TIMESTAMP, updated_at TIMESTAMP",
+    "falcon_transactions_v2": "transaction_id VARCHAR, client_txn_id VARCHAR, status VARCHAR, created_at TIMESTAMP",
+    "transaction_payout": (
+        "transaction_id VARCHAR, status VARCHAR, payout_partner VARCHAR, created_at TIMESTAMP, updated_at TIMESTAMP"
+    ),
+    "lulu_data": (
+        "order_id VARCHAR, status VARCHAR, sub_status VARCHAR, lulu_client VARCHAR, "
+        "created_at TIMESTAMP, updated_at TIMESTAMP"
+    ),
+    "transfer_rfi": (
+        "reference_id VARCHAR, status VARCHAR, rfitype VARCHAR, created_at TIMESTAMP, modified_at TIMESTAMP"
+    ),
+    "uae_manual_payments": "order_id VARCHAR, status VARCHAR",
+    "checkout_payment_data": "order_id VARCHAR, status VARCHAR",
+    "fulfillments_goms": "order_id VARCHAR, created_at TIMESTAMP, updated_at TIMESTAMP",
+    "rda_fulfillments": "order_id VARCHAR, status VARCHAR",
+    "orders_goms_history": "order_id VARCHAR, status VARCHAR, sub_state VARCHAR, changed_at TIMESTAMP",
+}
+
+VDA_API_PARTNERS = ("YBL_API", "HDFC_API", "SINGHAI_2025_V2", "VELTOPAYZ_V4")
+BULK_PARTNERS = ("VELTOPAYZ_HVT_BULK", "VELTOPAYZ_KPR_BULK", "TANGOPE_V3")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One way an order can behave. `backlog` is how many such orders are stuck at a tick."""
+
+    name: str
+    currencies: dict[str, float]
+    status: str
+    sub_state: str
+    backlog: float = 0.0            # stuck (12 h - 30 d old) at any tick, for stuck scenarios
+    per_day: float = 0.0            # or a plain arrival rate, for completed traffic
+    mean_days: float | None = None  # mean time stuck; None = stays stuck until it leaves the window
+    final: tuple[str, str] = ("COMPLETED", "COMPLETED")
+    acquirer: tuple[str, ...] = ("CHECKOUT",)
+    payments: tuple[str, ...] = ("COMPLETED",)
+    falcon: str | None = None
+    payout: str | None = None
+    partners: tuple[str, ...] = ("VANCE_RDA",)
+    lulu: str | None = None
+    rfi: str | None = None
+    trm: bool = False
+    checkout: str | None = None
+    manual: str | None = None
+    rda: str | None = None
+    expected: str | None = None     # the stuck_reason it is meant to produce (for seeding tickets)
+    tags: tuple[str, ...] = field(default=())
+
+
+AED_ACQ = ("CHECKOUT", "CHECKOUT", "LEANTECH", "UAE_MANUAL")
+EU_ACQ = ("TRUELAYER", "TRUELAYER", "CHECKOUT")
+GBP_EUR = {"GBP": 0.85, "EUR": 0.15}
+
+SCENARIOS: tuple[Scenario, ...] = (
+    # --- healthy traffic: completes within hours ---
+    Scenario("completed_aed", {"AED": 1.0}, "COMPLETED", "COMPLETED", per_day=1750, acquirer=AED_ACQ,
+             falcon="COMPLETED", payout="COMPLETED", partners=("VANCE_RDA",) + VDA_API_PARTNERS,
+             lulu="CREDITED", checkout="CAPTURED"),
+    Scenario("completed_gbp_eur", {"GBP": 0.85, "EUR": 0.15}, "COMPLETED", "COMPLETED", per_day=1050,
+             acquirer=EU_ACQ, falcon="COMPLETED", payout="COMPLETED", partners=("VANCE_RDA",) + VDA_API_PARTNERS),
+    # R2: completed but Falcon failed. Never a batch candidate (status COMPLETED); `order ID` finds it.
+    Scenario("falcon_failed_completed", {"AED": 0.5, "GBP": 0.5}, "COMPLETED", "COMPLETED", per_day=0.6,
+             falcon="FAILED", payout="COMPLETED", lulu="CREDITED", expected="falcon_failed_order_completed_issue"),
+    # --- actionable AED ---
+    Scenario("stuck_at_lulu", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=90, mean_days=6,
+             lulu="TXN_TRANSMITTED", checkout="CAPTURED", expected="stuck_at_lulu"),
+    Scenario("refund_cancelled_at_lulu", {"AED": 1}, "PROCESSING_DEAL_IN", "REFUND_TRIGGERED", backlog=30,
+             mean_days=14, final=("FAILED", "CANCELLED"), lulu="CANCELLATION_COMPLETED", checkout="CAPTURED",
+             expected="refund_pending"),
+    Scenario("refund_failed_aed", {"AED": 1}, "FAILED", "TRIGGER_REFUND", backlog=18, mean_days=14,
+             final=("FAILED", "CANCELLED"), lulu="CREATED", checkout="CAPTURED", expected="refund_pending"),
+    Scenario("brn_checkout", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=5, mean_days=1.5,
+             lulu="PAYMENT_PENDING", checkout="CAPTURED", expected="brn_issue"),
+    Scenario("brn_manual", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=3, mean_days=1.5,
+             acquirer=("UAE_MANUAL",), manual="RECONCILED", lulu="CREATED", expected="brn_issue"),
+    Scenario("lean_recon", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=5, mean_days=1.5,
+             acquirer=("LEANTECH",), lulu="PAYMENT_PENDING", expected="stuck_at_lean_recon"),
+    Scenario("status_sync_aed", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=9, mean_days=2,
+             lulu="CREDITED", expected="status_sync_issue"),
+    Scenario("rfi_aed", {"AED": 1}, "PROCESSING_DEAL_IN", "AWAIT_EXTERNAL_ACTION", backlog=28, mean_days=3,
+             lulu="TXN_TRANSMITTED", rfi="REQUESTED", expected="rfi_order_grtr_than_24_hr"),
+    Scenario("cancellation_aed", {"AED": 1}, "PROCESSING_DEAL_IN", "MANUAL_REVIEW", backlog=9, mean_days=2,
+             lulu="CANCELLATION_REQUEST_CREATED", expected="cancellation_pending"),
+    Scenario("vda_api_aed", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", backlog=12, mean_days=2,
+             falcon="PROCESSING", payout="PROCESSING", partners=VDA_API_PARTNERS[:2], lulu="TXN_TRANSMITTED",
+             expected="stuck_at_vda_partner"),
+    Scenario("rda_processing_aed", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", backlog=9,
+             mean_days=2, acquirer=("LEANTECH",), falcon="PROCESSING", payout="PROCESSING",
+             lulu="TXN_TRANSMITTED", expected="stuck_at_rda_partner"),
+    Scenario("rda_docs_aed", {"AED": 1}, "PROCESSING_DEAL_IN", "AWAIT_EXTERNAL_ACTION", backlog=4, mean_days=1.5,
+             acquirer=("LEANTECH",), falcon="PROCESSING", payout="ADDITIONAL_DOCUMENTS_REQUIRED",
+             lulu="TXN_TRANSMITTED", expected="no_rfi_created"),
+    Scenario("rda_rfi_aed", {"AED": 1}, "PROCESSING_DEAL_IN", "AWAIT_EXTERNAL_ACTION", backlog=7, mean_days=3,
+             acquirer=("LEANTECH",), falcon="PROCESSING", payout="PROCESSING", lulu="TXN_TRANSMITTED",
+             rfi="REQUESTED", rda="ONHOLD", expected="stuck_at_rda_partner_rfi_grtr_than_24_hrs"),
+    # Fresh RFIs turn over fast: the "within 24 h" labels come from these.
+    Scenario("rda_rfi_fresh", {"AED": 0.5, "GBP": 0.5}, "PROCESSING_DEAL_IN", "AWAIT_EXTERNAL_ACTION",
+             backlog=5, mean_days=0.8, acquirer=("LEANTECH",), falcon="PROCESSING", payout="PROCESSING",
+             lulu="TXN_TRANSMITTED", rfi="REQUESTED", rda="ONHOLD",
+             expected="stuck_at_rda_partner_rfi_within_24_hrs"),
+    Scenario("trm_rfi_fresh", GBP_EUR, "PROCESSING_DEAL_IN", "AWAIT_EXTERNAL_ACTION", backlog=4, mean_days=0.8,
+             acquirer=EU_ACQ, trm=True, rfi="REQUESTED", expected="stuck_due_trm_rfi_within_24_hrs"),
+    Scenario("bulk_vda_aed", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", backlog=6, mean_days=1.2,
+             falcon="PROCESSING", payout="PROCESSING", partners=BULK_PARTNERS, lulu="TXN_TRANSMITTED",
+             expected="bulk_vda_order_grtr_than_16_hrs"),
+    Scenario("uncategorized_aed", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", backlog=5,
+             mean_days=4, falcon="QUEUED", lulu="TXN_TRANSMITTED", expected="uncategorized"),
+    # --- actionable GBP / EUR ---
+    Scenario("goms_payment_issue", GBP_EUR, "PENDING", "PENDING", backlog=80, mean_days=8, acquirer=EU_ACQ,
+             expected="stuck_due_to_payment_issue_goms"),
+    Scenario("goms_retry_intent", GBP_EUR, "PROCESSING_DEAL_IN", "AWAIT_RETRY_INTENT", backlog=40, mean_days=8,
+             acquirer=EU_ACQ, payments=("FAILED", "COMPLETED"), expected="stuck_due_to_payment_issue_goms"),
+    Scenario("trm_hold", GBP_EUR, "PROCESSING_DEAL_IN", "MANUAL_REVIEW", backlog=12, mean_days=2,
+             acquirer=EU_ACQ, trm=True, expected="stuck_due_trm"),
+    Scenario("trm_rfi", GBP_EUR, "PROCESSING_DEAL_IN", "AWAIT_EXTERNAL_ACTION", backlog=9, mean_days=3,
+             acquirer=EU_ACQ, trm=True, rfi="SUBMITTED", expected="stuck_due_trm_rfi_grtr_than_24_hrs"),
+    Scenario("refund_failed_gbp", GBP_EUR, "FAILED", "FAILED", backlog=10, mean_days=8,
+             final=("FAILED", "CANCELLED"), acquirer=EU_ACQ, expected="refund_pending"),
+    Scenario("rda_onhold_no_rfi", GBP_EUR, "PROCESSING_DEAL_IN", "AWAIT_EXTERNAL_ACTION", backlog=3,
+             mean_days=2, acquirer=EU_ACQ, falcon="PROCESSING", payout="PROCESSING", rda="ONHOLD",
+             expected="no_rfi_created"),
+    Scenario("rda_onhold_rfi", GBP_EUR, "PROCESSING_DEAL_IN", "AWAIT_EXTERNAL_ACTION", backlog=5, mean_days=3,
+             acquirer=EU_ACQ, falcon="PROCESSING", payout="PROCESSING", rda="ONHOLD", rfi="REJECTED",
+             expected="stuck_at_rda_partner_rfi_grtr_than_24_hrs"),
+    Scenario("status_sync_gbp", GBP_EUR, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=6, mean_days=2,
+             acquirer=EU_ACQ, falcon="COMPLETED", payout="COMPLETED", expected="status_sync_issue"),
+    Scenario("vda_api_gbp", GBP_EUR, "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", backlog=6, mean_days=2,
+             acquirer=EU_ACQ, falcon="PROCESSING", payout="PROCESSING", partners=VDA_API_PARTNERS[:2],
+             expected="stuck_at_vda_partner"),
+    Scenario("rda_processing_gbp", GBP_EUR, "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", backlog=5, mean_days=2,
+             acquirer=EU_ACQ, falcon="PROCESSING", payout="PROCESSING", expected="stuck_at_rda_partner"),
+    Scenario("bulk_vda_gbp", GBP_EUR, "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", backlog=3, mean_days=1.2,
+             acquirer=EU_ACQ, falcon="PROCESSING", payout="PROCESSING", partners=BULK_PARTNERS,
+             expected="bulk_vda_order_grtr_than_16_hrs"),
+    Scenario("uncategorized_gbp", GBP_EUR, "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", backlog=6, mean_days=4,
+             acquirer=EU_ACQ, falcon="PROCESSING", payout="PENDING", expected="uncategorized"),
+    # --- noise the filters exist for (about 40 % of the raw stuck list) ---
+    Scenario("declined_payment", GBP_EUR, "FAILED", "FAILED", backlog=160, payments=("FAILED",),
+             acquirer=EU_ACQ, tags=("unpaid",)),
+    Scenario("abandoned_payment", {"AED": 0.5, "GBP": 0.5}, "PENDING", "PENDING", backlog=7, mean_days=0.6,
+             final=("FAILED", "CANCELLED"), payments=("INITIATED",), tags=("abandoned_payment",)),
+    Scenario("abandoned_retry", GBP_EUR, "PENDING", "AWAIT_RETRY_INTENT", backlog=4, mean_days=0.6,
+             final=("FAILED", "CANCELLED"), acquirer=EU_ACQ, payments=("FAILED",), falcon="FAILED",
+             tags=("abandoned_retry",)),
+    Scenario("unpaid_uncategorized", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=3,
+             mean_days=0.6, final=("FAILED", "CANCELLED"), payments=("FAILED",), falcon="FAILED",
+             tags=("uncategorized_unpaid",)),
+    Scenario("dead_order", GBP_EUR, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=55, acquirer=EU_ACQ,
+             tags=("dead_order",)),
+    Scenario("aed_without_lulu", {"AED": 1}, "PROCESSING_DEAL_IN", "AWAIT_EXTERNAL_ACTION", backlog=40,
+             mean_days=20, rfi="REQUESTED", tags=("dead_no_lulu",)),
+    Scenario("cnr_wait", {"AED": 1}, "PROCESSING_DEAL_IN", "CNR_RESERVED_WAIT", backlog=120, mean_days=5,
+             lulu="TXN_TRANSMITTED", checkout="CAPTURED"),
+    Scenario("never_started", {"AED": 0.6, "GBP": 0.4}, "PENDING", "INIT_PAYMENT", per_day=60, payments=()),
+    Scenario("unreviewed_sub_state", {"AED": 1}, "PROCESSING_DEAL_IN", "BRN_WAIT_WINDOW", backlog=4,
+             mean_days=2, lulu="CREATED"),
+    Scenario("us_corridor", {"USD": 1}, "PENDING", "PENDING", backlog=3, mean_days=3, acquirer=("COLUMN",)),
+)
+
+ID_PREFIX = {"AED": "AE", "GBP": "UK", "EUR": "EU", "USD": "US"}
+AMOUNT = {"AED": (2400.0, 260.0, 60100.0), "GBP": (480.0, 20.0, 12000.0), "EUR": (420.0, 20.0, 12000.0),
+          "USD": (600.0, 20.0, 10000.0)}
+TO_AED = {"AED": 1.0, "GBP": 4.9, "EUR": 4.25, "USD": 3.67}
+
+AGENTS = [
+    ("amira.haddad@aspora.example", "Amira Haddad", "Ops", "@amira", "TRUE", "12"),
+    ("rahul.menon@aspora.example", "Rahul Menon", "Ops", "@rahul", "true", "10"),
+    ("sara.khan@aspora.example", "Sara Khan", "KYC_ops", "@sara", "yes", ""),
+    ("li.wei@aspora.example", "Li Wei", "VDA_ops", "@liwei", "1", "8"),
+    ("omar.farouk@aspora.example", "Omar Farouk", "Manager", "@omar", "TRUE", "15"),
+    ("daniel.brooks@aspora.example", "Daniel Brooks", "Ops", "@daniel", "FALSE", "10"),
+    ("test.agent@aspora.example", "ECM Test Account", "Ops", "@ecm-test", "TRUE", "50"),
+]
+
+
+def expected_stay_days(mean_days: float | None) -> float:
+    """Mean time an order of a scenario spends inside the [12 h, 30 d] age window."""
+    if mean_days is None:
+        return WINDOW_DAYS - MIN_AGE_DAYS
+    m = mean_days
+    return m * (np.exp(-MIN_AGE_DAYS / m) - np.exp(-WINDOW_DAYS / m))
+
+
+def arrivals_per_day(s: Scenario) -> float:
+    return s.per_day or s.backlog / expected_stay_days(s.mean_days)
+
+
+def _random_ids(rng: np.random.Generator, prefixes: np.ndarray, taken: set[str]) -> np.ndarray:
+    alphabet = np.array(list(string.ascii_uppercase + string.digits))
+    out = np.empty(len(prefixes), dtype=object)
+    todo = np.arange(len(prefixes))
+    while len(todo):
+        body = rng.choice(alphabet, size=(len(todo), 8))
+        candidates = [p + "".join(b) + "00" for p, b in zip(prefixes[todo], body, strict=True)]
+        retry = []
+        for i, cand in zip(todo, candidates, strict=True):
+            if cand in taken:
+                retry.append(i)
+            else:
+                taken.add(cand)
+                out[i] = cand
+        todo = np.array(retry, dtype=int)
+    return out
+
+
+def _minutes(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
+    return (rng.uniform(low, high, n) * 60).astype("int64").astype("timedelta64[s]")
+
+
+def _orders_for(s: Scenario, rng: np.random.Generator, start: np.datetime64, anchor: np.datetime64,
+                days: float, taken: set[str]) -> dict[str, pd.DataFrame]:
+    n = rng.poisson(arrivals_per_day(s) * days)
+    if n == 0:
+        return {}
+    seconds = rng.uniform(0, days * 86400, n).astype("int64")
+    created = start + seconds.astype("timedelta64[s]")
+    weights = np.array(list(s.currencies.values()))
+    currency = rng.choice(list(s.currencies), size=n, p=weights / weights.sum())
+    order_id = _random_ids(rng, np.array([ID_PREFIX[c] for c in currency]), taken)
+    median = np.array([AMOUNT[c][0] for c in currency])
+    amount = np.clip(median * rng.lognormal(0, 0.85, n), [AMOUNT[c][1] for c in currency],
+                     [AMOUNT[c][2] for c in currency]).round(2)
+    fx = np.array([TO_AED[c] for c in currency])
+    receive = (amount * fx * rng.uniform(22.0, 25.0, n)).round(2)
+    acquirer = rng.choice(s.acquirer, n)
+    stuck_at = created + _minutes(rng, n, 2, 20)
+    if s.per_day:  # healthy traffic: done within hours
+        resolved = created + _minutes(rng, n, 20, 360)
+        stuck_at = None
+    elif s.mean_days is None:
+        resolved = np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
+    else:
+        resolved = stuck_at + (rng.exponential(s.mean_days, n) * 86400).astype("int64").astype("timedelta64[s]")
+    resolved = np.where(resolved <= anchor, resolved, np.datetime64("NaT"))
+    done = ~np.isnat(resolved)
+
+    history = [pd.DataFrame({"order_id": order_id, "status": "CREATED", "sub_state": "INIT_PAYMENT",
+                             "changed_at": created})]
+    if stuck_at is not None:
+        history.append(pd.DataFrame({"order_id": order_id, "status": s.status, "sub_state": s.sub_state,
+                                     "changed_at": stuck_at}))
+    final_status, final_sub = (s.status, s.sub_state) if s.per_day else s.final
+    history.append(pd.DataFrame({"order_id": order_id[done], "status": final_status, "sub_state": final_sub,
+                                 "changed_at": resolved[done]}))
+    last_change = np.where(done, resolved, stuck_at if stuck_at is not None else created)
+    orders = pd.DataFrame({
+        "order_id": order_id,
+        "owner_id": ["U" + str(x) for x in rng.integers(10_000_000, 99_999_999, n)],
+        "status": np.where(done, final_status, s.status),
+        "sub_state": np.where(done, final_sub, s.sub_state),
+        "meta_postscript_pricing_info_send_currency": currency,
+        "meta_postscript_pricing_info_send_amount": amount,
+        "meta_postscript_pricing_info_receive_amount": receive,
+        "meta_postscript_acquirer": acquirer,
+        "created_at": created,
+        "updated_at": last_change,
+    })
+    t1 = created + _minutes(rng, n, 1, 10)  # source records appear minutes after the order
+    tables: dict[str, list[pd.DataFrame]] = {"orders_goms": [orders], "orders_goms_history": history}
+
+    def add(table: str, frame: pd.DataFrame) -> None:
+        tables.setdefault(table, []).append(frame)
+
+    for i, pay_status in enumerate(s.payments):
+        at = t1 + np.timedelta64(i * 300, "s")
+        add("payments_goms", pd.DataFrame({"reference_id": order_id, "payment_status": pay_status,
+                                           "created_at": at, "updated_at": at + np.timedelta64(40, "s")}))
+    if s.payments == ("COMPLETED",):  # a share of customers needed a second or third try
+        retry = rng.random(n) < 0.2
+        add("payments_goms", pd.DataFrame({"reference_id": order_id[retry], "payment_status": "FAILED",
+                                           "created_at": created[retry], "updated_at": created[retry]}))
+    if s.falcon:
+        txn = np.array(["FT" + o[2:10] for o in order_id], dtype=object)
+        add("falcon_transactions_v2", pd.DataFrame({"transaction_id": txn, "client_txn_id": order_id,
+                                                    "status": s.falcon, "created_at": t1}))
+        if s.payout:
+            partner = rng.choice(s.partners, n)
+            t2 = t1 + _minutes(rng, n, 5, 60)
+            add("transaction_payout", pd.DataFrame({"transaction_id": txn, "status": s.payout,
+                                                    "payout_partner": partner, "created_at": t2, "updated_at": t2}))
+            earlier = rng.random(n) < 0.3  # duplicate rows: an earlier PENDING attempt
+            add("transaction_payout", pd.DataFrame({
+                "transaction_id": txn[earlier], "status": "PENDING", "payout_partner": partner[earlier],
+                "created_at": t1[earlier], "updated_at": t1[earlier]}))
+        if s.rda:
+            add("rda_fulfillments", pd.DataFrame({"order_id": txn, "status": s.rda}))
+    aed = currency == "AED"
+    if s.lulu:
+        add("lulu_data", pd.DataFrame({
+            "order_id": order_id[aed], "status": "PENDING", "sub_status": s.lulu, "lulu_client": "LULU",
+            "created_at": t1[aed], "updated_at": t1[aed] + np.timedelta64(900, "s")}))
+        earlier = aed & (rng.random(n) < 0.15)
+        add("lulu_data", pd.DataFrame({
+            "order_id": order_id[earlier], "status": "PENDING", "sub_status": "CREATED", "lulu_client": "LULU",
+            "created_at": created[earlier], "updated_at": created[earlier]}))
+    if s.rfi:
+        rfi_at = stuck_at + _minutes(rng, n, 30, 240)
+        add("transfer_rfi", pd.DataFrame({
+            "reference_id": order_id, "status": s.rfi,
+            "rfitype": rng.choice(["ID_PROOF", "PURPOSE_OF_TRANSFER", "RELATIONSHIP"], n),
+            "created_at": rfi_at, "modified_at": rfi_at + _minutes(rng, n, 0, 60)}))
+        old = rng.random(n) < 0.1  # an older, closed RFI that must not decide routing (fix 3)
+        add("transfer_rfi", pd.DataFrame({
+            "reference_id": order_id[old], "status": "VERIFIED", "rfitype": "ID_PROOF",
+            "created_at": created[old], "modified_at": created[old] + np.timedelta64(60, "s")}))
+    if s.trm:
+        add("fulfillments_goms", pd.DataFrame({"order_id": order_id, "created_at": t1,
+                                               "updated_at": t1 + _minutes(rng, n, 1, 30)}))
+    if s.checkout:
+        is_checkout = acquirer == "CHECKOUT"
+        add("checkout_payment_data", pd.DataFrame({"order_id": order_id[is_checkout], "status": s.checkout}))
+    if s.manual:
+        add("uae_manual_payments", pd.DataFrame({"order_id": order_id, "status": s.manual}))
+    result = {table: pd.concat(parts, ignore_index=True) for table, parts in tables.items()}
+    result["_meta"] = pd.DataFrame({"order_id": order_id, "scenario": s.name, "expected": s.expected,
+                                    "created_at": created, "resolved_at": resolved,
+                                    "currency": currency, "amount": amount, "amount_aed": amount * fx})
+    return result
+
+
+def generate_tables(seed: int, anchor: datetime, days: float = 35.0,
+                    scale: float = 1.0) -> dict[str, pd.DataFrame]:
+    """All warehouse tables (and a `_meta` frame describing each order) for a seed and anchor (UTC)."""
+    rng = np.random.default_rng(seed)
+    end = np.datetime64(anchor.replace(tzinfo=None), "s")
+    start = end - np.timedelta64(int(days * 86400), "s")
+    taken: set[str] = set()
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for scenario in SCENARIOS:
+        scaled = replace(scenario, backlog=scenario.backlog * scale, per_day=scenario.per_day * scale)
+        for table, frame in _orders_for(scaled, rng, start, end, days, taken).items():
+            parts.setdefault(table, []).append(frame)
+    tables = {name: pd.concat(parts[name], ignore_index=True) if name in parts else None for name in SCHEMA}
+    for name, frame in tables.items():
+        if frame is None:
+            cols = [c.split()[0] for c in SCHEMA[name].split(", ")]
+            tables[name] = pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    tables["_meta"] = pd.concat(parts["_meta"], ignore_index=True)
+    return tables
+
+
+def write_warehouse(tables: dict[str, pd.DataFrame], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.duckdb")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        for name, columns in SCHEMA.items():
+            con.execute(f"CREATE TABLE {name} ({columns})")
+            frame = tables[name]
+            con.register("incoming", frame)
+            cols = ", ".join(c.split()[0] for c in columns.split(", "))
+            con.execute(f"INSERT INTO {name} SELECT {cols} FROM incoming")
+            con.unregister("incoming")
+    finally:
+        con.close()
+    tmp.replace(path)
+
+
+def seed_sheet(store: LocalSheetStore, meta: pd.DataFrame, anchor: datetime, seed: int) -> pd.DataFrame:
+    """Agents tab (7 agents: one inactive, one test account, one blank Max Tickets) and existing tickets."""
+    rng = np.random.default_rng(seed + 1)
+    store.reset()
+    store.append_rows("Agents", pd.DataFrame(AGENTS, columns=AGENT_COLUMNS))
+    end = np.datetime64(anchor.replace(tzinfo=None), "s")
+    open_now = meta[
+        meta["expected"].notna()
+        & ~meta["expected"].isin(["uncategorized", "falcon_failed_order_completed_issue"])
+        & meta["resolved_at"].isna()
+        & (meta["created_at"] < end - 2 * DAY)
+        & (meta["created_at"] > end - 20 * DAY)
+    ]
+    picked = open_now.sample(n=min(26, len(open_now)), random_state=seed)
+    statuses = ["OPEN"] * 12 + ["IN_PROGRESS"] * 8 + ["ESCALATED"] * 4 + ["RESOLVED"] * 2
+    # Agent e-mails as people type them: the sheet is matched case-insensitively.
+    people = ["Amira.Haddad@aspora.example", "rahul.menon@aspora.example", "SARA.KHAN@aspora.example",
+              "li.wei@aspora.example", "omar.farouk@aspora.example", "daniel.brooks@aspora.example"]
+    rows = []
+    for i, (_, order) in enumerate(picked.iterrows()):
+        assigned = pd.Timestamp(order["created_at"]) + pd.Timedelta(hours=float(rng.uniform(13, 30)))
+        rows.append({
+            "Order ID": order["order_id"],
+            "Assigned Agent": people[i % len(people)],
+            "Assigned At": assigned.tz_localize("UTC").tz_convert("Asia/Dubai").strftime("%Y-%m-%d %H:%M:%S%z"),
+            "Status": statuses[i % len(statuses)],
+            "Priority": rng.choice(["P1", "P2", "P3"]),
+            "Currency": order["currency"],
+            "Amount": f"{order['amount']:.2f}",
+            "Hours Stuck": f"{(assigned - pd.Timestamp(order['created_at'])).total_seconds() / 3600:.1f}",
+            "Diagnosis": order["expected"],
+            "Notes": "",
+            "Triage Run": "manual",
+        })
+    tickets = pd.DataFrame(rows, columns=ASSIGNMENT_COLUMNS)
+    store.append_rows("Assignments", tickets)
+    return tickets
+
+
+def generate_demo(home: Path, seed: int, anchor: datetime, days: float = 35.0, scale: float = 1.0) -> dict:
+    """Write `warehouse.duckdb` and `sheet.sqlite` under `home`; clear the outbox and lake."""
+    tables = generate_tables(seed, anchor, days=days, scale=scale)
+    write_warehouse(tables, home / "warehouse.duckdb")
+    for stale in ("outbox", "lake"):
+        shutil.rmtree(home / stale, ignore_errors=True)
+    tickets = seed_sheet(LocalSheetStore(path=str(home / "sheet.sqlite")), tables["_meta"], anchor, seed)
+    return {
+        "orders": len(tables["orders_goms"]),
+        "rows": {name: len(tables[name]) for name in SCHEMA},
+        "tickets": len(tickets),
+        "anchor": anchor,
+        "start": anchor - timedelta(days=days),
+    }

@@ -1,0 +1,196 @@
+"""Slack messages for a triage run (SPEC §9), rendered as mrkdwn with Block Kit sections.
+
+Pure: takes the triage outcome and returns messages; posting is the Slack resource's job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+MAIN_LIMIT = 2000      # main message characters
+SECTION_LIMIT = 2900   # Block Kit section text is capped at 3000
+MAX_BLOCKS = 50
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
+
+
+@dataclass(frozen=True)
+class Message:
+    key: str                      # stable per (message, partition): how a re-run finds it again
+    text: str                     # full mrkdwn text (also the notification fallback)
+    blocks: list[dict] = field(default_factory=list)
+
+
+def escape(text: object) -> str:
+    """Slack control characters in data text: & < > (so `<!channel>` can never ping)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(handle: str, name: str) -> str:
+    handle = handle.strip().lstrip("@")
+    if _USER_ID.match(handle):
+        return f"<@{handle}>"
+    return escape(name) + (f" (@{escape(handle)})" if handle else "")
+
+
+def sections(text: str) -> list[dict]:
+    """Split text on line boundaries into section blocks under the Block Kit limits."""
+    chunks, current = [], ""
+    for line in text.split("\n"):
+        while len(line) > SECTION_LIMIT:
+            chunks.append(line[:SECTION_LIMIT])
+            line = line[SECTION_LIMIT:]
+        if len(current) + len(line) + 1 > SECTION_LIMIT:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    if current:
+        chunks.append(current)
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": c, "verbatim": True}} for c in chunks]
+    if len(blocks) > MAX_BLOCKS:
+        blocks = blocks[: MAX_BLOCKS - 1] + [
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "(truncated: see the Sheet)"}]}
+        ]
+    return blocks
+
+
+def _money(amount: float) -> str:
+    return f"{amount:,.0f}"
+
+
+def _order_line(row: pd.Series) -> str:
+    return (
+        f"• `{escape(row['order_id'])}` {row['send_amount']:,.2f} {escape(row['currency'])} · "
+        f"{row['hours_stuck']:.0f}h · {escape(row['stuck_reason'])} · {row['priority']}"
+    )
+
+
+@dataclass(frozen=True)
+class TriageFigures:
+    """What the briefing says, computed once so the text, metadata and CLI agree."""
+
+    tick: datetime                 # aware, in the schedule's timezone
+    actionable: int
+    high_value: int
+    p1: int
+    critical: int
+    value_at_risk: dict[str, float]
+    currency_counts: dict[str, int]
+    disqualified: dict[str, int]
+    monitored: int
+    assigned_this_tick: int
+    new_this_run: int
+    already_with_agents: int
+    overflow: int
+    per_agent: pd.DataFrame        # name, slack_handle, email, orders, high_value
+    high_value_aed: float
+
+
+def triage_figures(outcome: pd.DataFrame, disqualified: pd.DataFrame, roster: pd.DataFrame,
+                   tick: datetime, high_value_aed: float) -> TriageFigures:
+    mine = outcome[outcome["assignment"].isin(["assigned", "assigned_earlier"])]
+    per_agent = (
+        mine.groupby("agent_key")
+        .agg(orders=("order_id", "size"), high_value=("high_value", "sum"))
+        .reset_index()
+        .merge(roster[["key", "name", "slack_handle", "email"]], left_on="agent_key", right_on="key", how="left")
+        .sort_values(["orders", "agent_key"], ascending=[False, True])
+    )
+    per_agent["name"] = per_agent["name"].fillna(per_agent["agent_key"])
+    per_agent["slack_handle"] = per_agent["slack_handle"].fillna("")
+    currency_counts = {str(k): int(v) for k, v in outcome["currency"].value_counts().items()}
+    per_currency = outcome.groupby("currency")["send_amount"].sum()
+    var = {cur: float(per_currency[cur]) for cur in currency_counts}
+    var["AED_equivalent"] = float(outcome["amount_aed"].sum())
+    return TriageFigures(
+        tick=tick,
+        actionable=len(outcome),
+        high_value=int(outcome["high_value"].sum()),
+        p1=int((outcome["priority"] == "P1").sum()),
+        critical=int((outcome["hours_stuck"] > 36).sum()),
+        value_at_risk=var,
+        currency_counts=currency_counts,
+        disqualified={str(k): int(v) for k, v in disqualified["disqualification_code"].value_counts().items()},
+        monitored=int((outcome["assignment"] == "monitor_only").sum()),
+        assigned_this_tick=len(mine),
+        new_this_run=int((outcome["assignment"] == "assigned").sum()),
+        already_with_agents=int((outcome["assignment"] == "already_assigned").sum()),
+        overflow=int((outcome["assignment"] == "overflow").sum()),
+        per_agent=per_agent,
+        high_value_aed=high_value_aed,
+    )
+
+
+def briefing_text(f: TriageFigures, sheet_url: str = "") -> str:
+    when = f.tick.strftime("%Y-%m-%d %H:%M")
+    money = " · ".join(f"{cur} {_money(v)}" for cur, v in f.value_at_risk.items() if cur != "AED_equivalent")
+    total = max(f.actionable, 1)
+    mix = " · ".join(f"{cur} {n} ({n / total:.0%})" for cur, n in f.currency_counts.items())
+    dq_total = sum(f.disqualified.values())
+    dq_top = " · ".join(f"{code} {n}" for code, n in list(f.disqualified.items())[:4])
+    lines = [
+        f":dart: *ECM Triage* — {when} GST",
+        f"*{f.actionable} actionable orders* · {f.assigned_this_tick} assigned this tick · "
+        f"{f.already_with_agents} already with agents",
+        f"• :moneybag: {f.high_value} high value (≥ {_money(f.high_value_aed)} AED) · :red_circle: {f.p1} P1 · "
+        f"{f.critical} critical (> 36 h)",
+        f"• Value at risk: {money or 'none'} ≈ {_money(f.value_at_risk.get('AED_equivalent', 0))} AED",
+        f"• Currency mix: {mix or 'none'}",
+        f"• Disqualified: {dq_total}" + (f" ({dq_top})" if dq_top else "") + f" · Monitoring only: {f.monitored}",
+    ]
+    if f.overflow:
+        lines.append(f"• :warning: Overflow: {f.overflow} orders unassigned — every active agent is at capacity")
+    if f.assigned_this_tick and f.new_this_run == 0:
+        lines.append(f"• :repeat: Re-run of this tick: nothing new assigned; the {f.assigned_this_tick} "
+                     "assignments below were made by the earlier run")
+    if len(f.per_agent):
+        lines.append("*Assignments this tick* (details in the thread)")
+        agent_lines = [
+            f"👤 *{escape(r['name'])}* — {r['orders']} tickets ({int(r['high_value'])} high value)"
+            for _, r in f.per_agent.iterrows()
+        ]
+        footer = [f"<{sheet_url}|ECM Assignments Sheet>"] if sheet_url else []
+        budget = MAIN_LIMIT - len("\n".join(lines + footer)) - 60
+        shown = []
+        for line in agent_lines:
+            if budget - len(line) - 1 < 0:
+                break
+            shown.append(line)
+            budget -= len(line) + 1
+        lines += shown
+        if len(shown) < len(agent_lines):
+            lines.append(f"… and {len(agent_lines) - len(shown)} more agents (see the thread)")
+        lines += footer
+    else:
+        lines.append("No assignments this tick.")
+    return "\n".join(lines)
+
+
+def agent_thread_text(agent: pd.Series, orders: pd.DataFrame) -> str:
+    high = orders[orders["high_value"]]
+    rest = orders[~orders["high_value"]]
+    lines = [f"{mention(agent['slack_handle'], agent['name'])} — your {len(orders)} orders this tick"]
+    if len(high):
+        lines.append("*:moneybag: High value*")
+        lines += [_order_line(r) for _, r in high.iterrows()]
+    if len(rest):
+        lines.append("*:clipboard: Regular*")
+        lines += [_order_line(r) for _, r in rest.iterrows()]
+    return "\n".join(lines)
+
+
+def briefing_messages(f: TriageFigures, outcome: pd.DataFrame, sheet_url: str = "") -> list[Message]:
+    """The main briefing, then one thread reply per agent with their orders."""
+    main = briefing_text(f, sheet_url)
+    messages = [Message("triage", main, sections(main))]
+    mine = outcome[outcome["assignment"].isin(["assigned", "assigned_earlier"])]
+    for _, agent in f.per_agent.iterrows():
+        orders = mine[mine["agent_key"] == agent["agent_key"]].sort_values(
+            ["high_value", "amount_aed"], ascending=[False, False]
+        )
+        text = agent_thread_text(agent, orders)
+        messages.append(Message(f"triage/agent/{agent['agent_key']}", text, sections(text)))
+    return messages

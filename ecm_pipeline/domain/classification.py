@@ -1,0 +1,153 @@
+"""stuck_reason classification: the ordered first-match rule table (SPEC §5), vectorised.
+
+The rules are data (`classification_rules.yaml`); this module only knows how to evaluate the
+condition vocabulary described at the top of that file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ecm_pipeline.settings import RULES_FILE, Catalogue, ConfigError, load_catalogue
+
+UNCATEGORIZED = "uncategorized"
+OPEN_RFI_STATES = ("REQUESTED", "REJECTED", "SUBMITTED", "SENT_TO_PROVIDER", "RE_OPEN")
+CURRENCY_SCOPES = {"AED": ("AED",), "GBP_EUR": ("GBP", "EUR"), "any": None}
+FLAG_COLUMNS = ("has_falcon", "has_open_rfi", "has_trm", "has_completed_payment")
+VALUE_COLUMNS = (
+    "status", "sub_state", "acquirer", "lulu_status", "lulu_client", "falcon_status", "payout_status",
+    "payout_partner", "partner_class", "checkout_status", "manual_payment_status", "rda_status",
+    "time_bucket",
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    currencies: tuple[str, ...] | None
+    when: dict[str, Any]
+    reason: str
+    below_hours: float | None = None
+    reason_below: str | None = None
+
+
+def _parse_rule(raw: dict, path: Path, catalogue: Catalogue) -> Rule:
+    rid = raw.get("id", "?")
+    where = f"{path}: rule {rid}"
+    scope = raw.get("currency")
+    if scope not in CURRENCY_SCOPES:
+        raise ConfigError(f"{where}: currency must be one of {sorted(CURRENCY_SCOPES)}, got {scope!r}")
+    when = raw.get("when") or {}
+    for column, spec in when.items():
+        if column in FLAG_COLUMNS:
+            if not isinstance(spec, bool):
+                raise ConfigError(f"{where}: {column} takes true or false")
+        elif column not in VALUE_COLUMNS:
+            raise ConfigError(f"{where}: unknown column {column!r}")
+        elif isinstance(spec, dict) and not (set(spec) <= {"not", "missing"} and len(spec) == 1):
+            raise ConfigError(f"{where}: {column}: a mapping must be {{not: ...}} or {{missing: ...}}")
+    reasons = [raw.get("reason")]
+    below = raw.get("reason_below_hours")
+    if below:
+        reasons.append(below.get("reason"))
+    for reason in reasons:
+        if reason not in catalogue.reasons:
+            raise ConfigError(f"{where}: reason {reason!r} is not in the stuck-reason catalogue")
+    return Rule(
+        id=str(rid),
+        currencies=CURRENCY_SCOPES[scope],
+        when=dict(when),
+        reason=raw["reason"],
+        below_hours=float(below["hours"]) if below else None,
+        reason_below=below["reason"] if below else None,
+    )
+
+
+@cache
+def load_rules(path: Path = RULES_FILE) -> tuple[Rule, ...]:
+    try:
+        raw_rules = yaml.safe_load(path.read_text())["rules"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: cannot read the rule table ({exc})") from exc
+    rules = tuple(_parse_rule(r, path, load_catalogue()) for r in raw_rules)
+    ids = [r.id for r in rules]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: duplicate rule ids {duplicates}")
+    return rules
+
+
+def _as_bool(values: Any) -> np.ndarray:
+    return np.asarray(pd.array(values, dtype="boolean").fillna(False), dtype=bool)
+
+
+def _condition(column: pd.Series, spec: Any) -> np.ndarray:
+    if isinstance(spec, bool):
+        return _as_bool(column) == spec
+    if isinstance(spec, dict) and "missing" in spec:
+        return column.isna().to_numpy() == bool(spec["missing"])
+    if isinstance(spec, dict):  # {not: ...}: a missing value is "different" (fix 2)
+        excluded = spec["not"] if isinstance(spec["not"], list) else [spec["not"]]
+        return ~column.isin(excluded).to_numpy(dtype=bool)
+    allowed = spec if isinstance(spec, list) else [spec]
+    return column.isin(allowed).to_numpy(dtype=bool)
+
+
+def derive_flags(snapshot: pd.DataFrame) -> pd.DataFrame:
+    """Add the booleans the rules read: a Falcon transaction exists; the latest RFI is open."""
+    out = snapshot.copy()
+    out["has_falcon"] = out["ftv_transaction_id"].notna()
+    out["has_open_rfi"] = out["rfi_status"].isin(OPEN_RFI_STATES)
+    for flag in ("has_trm", "has_completed_payment"):
+        out[flag] = _as_bool(out[flag])
+    return out
+
+
+def rule_masks(frame: pd.DataFrame, rules: tuple[Rule, ...]) -> list[np.ndarray]:
+    currency = frame["currency"]
+    masks = []
+    for rule in rules:
+        mask = np.ones(len(frame), dtype=bool)
+        if rule.currencies is not None:
+            mask &= currency.isin(rule.currencies).to_numpy(dtype=bool)
+        for column, spec in rule.when.items():
+            mask &= _condition(frame[column], spec)
+        masks.append(mask)
+    return masks
+
+
+def classify(snapshot: pd.DataFrame, rules: tuple[Rule, ...] | None = None) -> pd.DataFrame:
+    """Return the snapshot with `rule_id` and `stuck_reason` (first matching rule wins)."""
+    rules = rules or load_rules()
+    frame = derive_flags(snapshot)
+    masks = rule_masks(frame, rules)
+    frame["rule_id"] = np.select(masks, [r.id for r in rules], default="")
+    reason = np.select(masks, [r.reason for r in rules], default=UNCATEGORIZED).astype(object)
+    hours = frame["hours_stuck"].to_numpy(dtype=float)
+    for rule, mask in zip(rules, masks, strict=True):
+        if rule.below_hours is not None:
+            first_match = mask & (frame["rule_id"].to_numpy() == rule.id)
+            reason[first_match & (hours < rule.below_hours)] = rule.reason_below
+    frame["rule_id"] = frame["rule_id"].replace("", None)
+    frame["stuck_reason"] = reason
+    return frame
+
+
+def attach_catalogue(classified: pd.DataFrame, catalogue: Catalogue | None = None) -> pd.DataFrame:
+    """Team, SLA, severity, monitor-only flag, runbook and one-line action from the reason's entry."""
+    catalogue = catalogue or load_catalogue()
+    table = pd.DataFrame(
+        [
+            {"stuck_reason": name, "team": r.team, "sla_hours": r.sla_hours, "severity": r.severity,
+             "no_action": r.no_action, "runbook": r.runbook, "action": r.action}
+            for name, r in catalogue.reasons.items()
+        ]
+    )
+    return classified.merge(table, on="stuck_reason", how="left", validate="many_to_one")

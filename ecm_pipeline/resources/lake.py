@@ -1,0 +1,48 @@
+"""Asset snapshots as Parquet: `$ECM_HOME/lake/<asset>/<partition_key>.parquet` (one file per
+partition, replaced atomically, so re-running a partition is idempotent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from ecm_pipeline.settings import ecm_home
+
+
+class LakeError(Exception):
+    """A snapshot the pipeline needs is not in the lake."""
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Reads and writes per-partition Parquet snapshots."""
+
+    root: str = ""
+
+    def base(self) -> Path:
+        return Path(self.root) if self.root else ecm_home() / "lake"
+
+    def path(self, asset: str, partition_key: str) -> Path:
+        return self.base() / asset / f"{partition_key}.parquet"
+
+    def write(self, asset: str, partition_key: str, frame: pd.DataFrame) -> Path:
+        target = self.path(asset, partition_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(target)
+        return target
+
+    def read(self, asset: str, partition_key: str) -> pd.DataFrame:
+        target = self.path(asset, partition_key)
+        if not target.exists():
+            raise LakeError(
+                f"no {asset} snapshot for partition {partition_key} ({target}): materialize {asset} "
+                "for this partition first"
+            )
+        return pd.read_parquet(target)
+
+    def exists(self, asset: str, partition_key: str) -> bool:
+        return self.path(asset, partition_key).exists()
