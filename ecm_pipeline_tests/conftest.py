@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +13,8 @@ import pytest
 
 from ecm_pipeline.demo import generate_demo
 from ecm_pipeline.partitions import as_of_utc, current_partition_key
+
+_EXIT_STATUS = pytest.StashKey[int]()
 
 SNAPSHOT_DEFAULTS: dict[str, object] = {
     "order_id": "AE0000000000",
@@ -109,3 +113,18 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory, demo_tables) -> Pat
     path = tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
     write_warehouse(demo_tables, path)
     return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # DuckDB 2.0's nanobind bindings print "leaked instance" noise at interpreter shutdown, after
+    # pytest's closing summary (integration notes §5.3: harmless). Leave once pytest is done, so the
+    # summary line stays the last thing a test run prints.
+    if _EXIT_STATUS in config.stash:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config.stash[_EXIT_STATUS])
