@@ -8,16 +8,17 @@ import dagster as dg
 import pandas as pd
 
 from ecm_pipeline.domain import summary
-from ecm_pipeline.domain.assignment import STICKY_STATES, invariant_violations, plan_assignments
+from ecm_pipeline.domain.assignment import STICKY_STATES, plan_assignments
 from ecm_pipeline.domain.briefing import briefing_messages, triage_figures
 from ecm_pipeline.domain.classification import attach_catalogue, classify
 from ecm_pipeline.domain.qualification import auto_cancel_warning, flag_already_assigned, qualify
 from ecm_pipeline.domain.roster import parse_roster
 from ecm_pipeline.domain.scoring import score
+from ecm_pipeline.gates import require_gates_passed
 from ecm_pipeline.partitions import as_of_utc, tick_of, triage_partitions
 from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import SheetResource
-from ecm_pipeline.resources.slack import SlackResource
+from ecm_pipeline.resources.slack import SlackResource, posting_blocked
 from ecm_pipeline.resources.warehouse import WarehouseResource
 from ecm_pipeline.settings import load_settings
 from ecm_pipeline.snapshot import take_snapshot
@@ -84,6 +85,7 @@ def qualified_orders(context: dg.AssetExecutionContext, lake: LakeResource,
     `disqualified_orders` with a code and a reason. Orders already with an agent stay in, flagged."""
     settings = load_settings()
     key = context.partition_key
+    require_gates_passed(lake, key, ("stuck_orders",), "qualify orders")
     classified = attach_catalogue(classify(lake.read("stuck_orders", key)))
     qualified, disqualified = qualify(classified, settings.qualification)
     qualified = flag_already_assigned(qualified, sheet.store().read_tab("Assignments"))
@@ -119,6 +121,7 @@ def scored_orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     attempts (each factor kept, so a score can be explained) and a priority P1-P4."""
     settings = load_settings()
     key = context.partition_key
+    require_gates_passed(lake, key, ("stuck_orders", "qualified_orders"), "score orders")
     scored = score(lake.read("qualified_orders", key), pd.Timestamp(as_of_utc(key)), settings.scoring)
     scored = scored.sort_values(["score", "hours_stuck", "order_id"], ascending=[False, False, True])
     lake.write("scored_orders", key, scored)
@@ -156,6 +159,7 @@ def assignments(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Sh
     that already has an open ticket. Orders nobody had room for are reported as overflow."""
     settings = load_settings()
     key = context.partition_key
+    require_gates_passed(lake, key, ("stuck_orders", "qualified_orders"), "assign orders")
     store = sheet.store()
     roster, roster_problems = parse_roster(store.read_tab("Agents"), settings.assignment)
     for problem in roster_problems:
@@ -166,11 +170,8 @@ def assignments(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Sh
     plan = plan_assignments(scored, roster, tab_before, settings.assignment, triage_run=key,
                             assigned_at=assigned_at)
     written = store.append_rows("Assignments", plan.new_rows)
-    tab_after = store.read_tab("Assignments")
-    violations = invariant_violations(tab_after, plan, roster, settings.assignment)
-    for violation in violations:
-        context.log.error(f"assignment invariant broken: {violation}")
-    outcome = _triage_outcome(scored, tab_after, plan, key)
+    outcome = _triage_outcome(scored, store.read_tab("Assignments"), plan, key)
+    lake.write("assignment_agents", key, plan.agents)
     lake.write("assignments", key, outcome)
     if written == 0:
         context.log.info(f"nothing new to assign for {key}: "
@@ -187,20 +188,9 @@ def assignments(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Sh
             agents, ["email", "team", "load_before", "assigned_now", "high_value_now", "load_after",
                      "max_tickets"], rows=100)),
         "roster_problems": _md_list(roster_problems),
-        "invariant_violations": _md_list(violations),
         "new_rows": dg.MetadataValue.md(summary.preview(
             plan.new_rows, ["Order ID", "Assigned Agent", "Priority", "Currency", "Amount", "Diagnosis"])),
     })
-
-
-def _posting_blocked(context: dg.AssetExecutionContext, key: str) -> str | None:
-    if context.run.tags.get("dagster/backfill"):
-        return "backfill runs never post"
-    age = datetime.now(UTC) - tick_of(key)
-    limit = load_settings().slack.post_max_age_hours
-    if age > timedelta(hours=limit):
-        return f"tick is {age.total_seconds() / 3600:.0f} h old (only ticks up to {limit:.0f} h old are briefed)"
-    return None
 
 
 @dg.asset(deps=[assignments], kinds={"slack"}, **COMMON)
@@ -211,12 +201,13 @@ def slack_briefing(context: dg.AssetExecutionContext, lake: LakeResource, sheet:
     orders. Re-running a tick updates its briefing instead of posting a second one."""
     settings = load_settings()
     key = context.partition_key
+    require_gates_passed(lake, key, ("stuck_orders", "qualified_orders", "assignments"), "brief")
     outcome = lake.read("assignments", key)
     roster, _ = parse_roster(sheet.store().read_tab("Agents"), settings.assignment)
     figures = triage_figures(outcome, lake.read("disqualified_orders", key), roster, tick_of(key),
                              settings.assignment.high_value_aed)
     messages = briefing_messages(figures, outcome, settings.slack.sheet_url)
-    blocked = _posting_blocked(context, key)
+    blocked = posting_blocked(context.run.tags, tick_of(key), settings.slack.post_max_age_hours)
     deliveries = [] if blocked else slack.publish(messages, key)
     if blocked:
         context.log.info(f"briefing not posted: {blocked}")

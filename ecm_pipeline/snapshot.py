@@ -15,6 +15,14 @@ import pandas as pd
 from ecm_pipeline.settings import SQL_DIR, Settings
 
 HISTORY_TABLE = "orders_goms_history"
+SNAPSHOT_COLUMNS = (
+    "order_id", "owner_id", "status", "sub_state", "currency", "send_amount", "receive_amount", "acquirer",
+    "created_at", "updated_at", "payment_status", "has_completed_payment", "payment_attempts", "falcon_status",
+    "ftv_transaction_id", "has_lulu", "lulu_status", "lulu_main_status", "lulu_client", "has_payout",
+    "payout_status", "payout_partner", "partner_class", "has_rfi", "rfi_status", "rfi_type", "rfi_created_at",
+    "rfi_modified_at", "manual_payment_status", "checkout_status", "has_trm", "trm_seconds", "rda_status",
+    "hours_stuck", "time_bucket", "category", "amount_aed",
+)
 _ORDER_STATE_BLOCK = re.compile(r"-- order_state:begin.*?-- order_state:end", re.DOTALL)
 
 

@@ -13,13 +13,14 @@ import duckdb
 import pandas as pd
 
 from ecm_pipeline.assets import triage_assets
+from ecm_pipeline.checks import quality_gates
 from ecm_pipeline.partitions import as_of_utc
 from ecm_pipeline.resources import environment_resources
 from ecm_pipeline.resources.sheet import LocalSheetStore
 
 
 def materialize(key: str, instance: dg.DagsterInstance | None = None, **kwargs) -> dg.ExecuteInProcessResult:
-    return dg.materialize(triage_assets, partition_key=key, resources=environment_resources(),
+    return dg.materialize([*triage_assets, *quality_gates], partition_key=key, resources=environment_resources(),
                           instance=instance or dg.DagsterInstance.ephemeral(), **kwargs)
 
 

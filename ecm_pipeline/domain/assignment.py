@@ -113,30 +113,3 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
         monitored=int(monitored.sum()),
         already_assigned=int(scored["already_assigned"].sum()),
     )
-
-
-def invariant_violations(tab_after: pd.DataFrame, plan: AssignmentPlan, roster: pd.DataFrame,
-                         settings: AssignmentSettings) -> list[str]:
-    """The SPEC §8 invariants, checked on the store after the write. Empty list: all hold."""
-    problems = []
-    sticky = tab_after[_status(tab_after).isin(STICKY_STATES)]
-    ids = sticky["Order ID"].astype(str).str.strip()
-    dupes = sorted(ids[ids.duplicated()].unique())
-    if dupes:
-        problems.append(f"{len(dupes)} order ids appear twice among open rows: {', '.join(dupes[:20])}")
-    loads = agent_loads(tab_after)
-    agents = plan.agents
-    over = agents[(agents["assigned_now"] > 0) & (agents["key"].map(loads).fillna(0) > agents["max_tickets"])]
-    if len(over):
-        problems.append("above Max Tickets after assignment: " + ", ".join(over["email"]))
-    usable = set(roster.loc[roster["active"] & ~roster["excluded"], "key"])
-    bad = sorted(set(plan.assigned["agent_key"]) - usable)
-    if bad:
-        problems.append("assigned to inactive or excluded agents: " + ", ".join(bad))
-    if settings.mode == "single_pool":
-        had_room = agents[agents["room_after_high_value"] > 0]["high_value_now"]
-        if len(had_room) and had_room.max() - had_room.min() > 1:
-            problems.append(
-                f"high-value spread {had_room.min()}..{had_room.max()} among agents with room (must be <= 1)"
-            )
-    return problems

@@ -194,3 +194,34 @@ def briefing_messages(f: TriageFigures, outcome: pd.DataFrame, sheet_url: str = 
         text = agent_thread_text(agent, orders)
         messages.append(Message(f"triage/agent/{agent['agent_key']}", text, sections(text)))
     return messages
+
+
+@dataclass(frozen=True)
+class GateFailure:
+    asset: str
+    check: str
+    summary: str
+
+
+NOT_DONE = {
+    "stuck_orders": "nothing was scored, assigned or briefed for this tick",
+    "qualified_orders": "nothing was scored, assigned or briefed for this tick",
+    "assignments": "tickets were written to the Sheet, but the briefing was not posted: review the Assignments tab",
+}
+
+
+def validation_alert(tick: datetime, failures: list[GateFailure], counts: dict[str, int]) -> Message:
+    """SPEC §9 "validation failed": reason, counts, what was not done."""
+    first = failures[0]
+    reason = f"{first.check} ({first.summary})" if first.summary else first.check
+    lines = [
+        f"ECM triage validation failed: {escape(reason)}. Manual review required.",
+        f":no_entry: *Tick {tick:%Y-%m-%d %H:%M} GST* — {len(failures)} blocking gate"
+        f"{'s' if len(failures) != 1 else ''} failed on `{first.asset}`",
+    ]
+    lines += [f"• `{f.check}`: {escape(f.summary) or 'failed'}" for f in failures[:10]]
+    if counts:
+        lines.append("• Counts: " + " · ".join(f"{k} {v:,}" for k, v in counts.items()))
+    lines.append(f"• Not done: {NOT_DONE.get(first.asset, 'the rest of the triage was stopped')}")
+    text = "\n".join(lines)
+    return Message("validation_failed", text, sections(text))

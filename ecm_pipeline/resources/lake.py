@@ -3,6 +3,7 @@ partition, replaced atomically, so re-running a partition is idempotent)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -46,3 +47,22 @@ class LakeResource(dg.ConfigurableResource):
 
     def exists(self, asset: str, partition_key: str) -> bool:
         return self.path(asset, partition_key).exists()
+
+    def json_path(self, name: str, partition_key: str) -> Path:
+        return self.base() / name / f"{partition_key}.json"
+
+    def write_json(self, name: str, partition_key: str, data: dict) -> None:
+        target = self.json_path(name, partition_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.replace(target)
+
+    def read_json(self, name: str, partition_key: str) -> dict:
+        target = self.json_path(name, partition_key)
+        return json.loads(target.read_text()) if target.exists() else {}
+
+    def version(self, asset: str, partition_key: str) -> int | None:
+        """Identifies one write of a snapshot: a gate verdict applies to the version it checked."""
+        target = self.path(asset, partition_key)
+        return target.stat().st_mtime_ns if target.exists() else None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -26,6 +28,17 @@ class Delivery:
     method: str        # chat.postMessage or chat.update
     ts: str
     record: str        # where the call was recorded / the permalink-ish location
+
+
+def posting_blocked(run_tags: Mapping[str, str], tick: datetime, max_age_hours: float) -> str | None:
+    """Why a run must not post (backfills and old ticks never post), or None."""
+    if run_tags.get("dagster/backfill"):
+        return "backfill runs never post"
+    age = datetime.now(UTC) - tick
+    if age > timedelta(hours=max_age_hours):
+        hours = age.total_seconds() / 3600
+        return f"tick is {hours:.0f} h old (only ticks up to {max_age_hours:.0f} h old are briefed)"
+    return None
 
 
 def message_metadata(key: str, partition: str) -> dict:
