@@ -61,7 +61,7 @@ def _run_gate(context: dg.AssetCheckExecutionContext, asset: str, frames: dict[s
             asset_key=asset,
             passed=o.passed,
             severity=dg.AssetCheckSeverity.ERROR if o.expectation.blocking else dg.AssetCheckSeverity.WARN,
-            description=o.summary or o.expectation.description,
+            description=o.expectation.description if o.passed else o.summary or o.expectation.description,
             metadata=_metadata(o),
         )
 

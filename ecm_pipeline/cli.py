@@ -52,11 +52,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _failure_message(result) -> str:
+    import dagster as dg
+
+    gates = [
+        f"  gate {e.asset_key.to_user_string()}.{e.check_name} failed: {e.description or ''}".rstrip(": ")
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    if gates:
+        return "quality gate failed; nothing was assigned or briefed after it\n" + "\n".join(gates)
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
             cause = error.cause or error
-            return f"step {event.step_key} failed: {cause.message.strip()}"
+            message = event.step_failure_data.user_failure_data.description if (
+                event.step_failure_data.user_failure_data) else cause.message.strip()
+            return f"step {event.step_key} failed: {message}"
     return "the run failed"
 
 

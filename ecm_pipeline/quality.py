@@ -65,7 +65,7 @@ def load_suite(path: Path) -> Suite:
     """Parse a suite file's structure (no GX). Any problem names the file."""
     try:
         raw = json.loads(path.read_text())
-        frames = dict(raw["meta"]["frames"])
+        frames = {name: (spec or {}).get("index") for name, spec in raw["meta"]["frames"].items()}
         expectations = []
         for i, item in enumerate(raw["expectations"]):
             meta = item.get("meta") or {}
@@ -121,11 +121,19 @@ def _context():
 def gx_suite(suite: Suite, frame: str | None = None):
     """The GX ExpectationSuite for one frame of a suite (all frames when None)."""
     gx, _ = _context()
-    configs = [e.config for e in suite.expectations if frame is None or e.frame == frame]
-    try:
-        return gx.ExpectationSuite(name=f"{suite.asset}.{frame or 'all'}", expectations=configs)
-    except Exception as exc:  # GX raises several types for a bad expectation
-        raise ConfigError(f"{suite.path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    expectations = []
+    for e in suite.expectations:
+        if frame is not None and e.frame != frame:
+            continue
+        # Built one by one: given dicts, ExpectationSuite logs a bad one and silently drops it.
+        try:
+            expectations.append(ExpectationConfiguration(**e.config).to_domain_obj())
+        except Exception as exc:  # GX raises several types for a bad expectation
+            message = str(exc).splitlines()[0] if str(exc) else ""
+            raise ConfigError(f"{suite.path}: {e.check_name}: {type(exc).__name__}: {message}") from None
+    return gx.ExpectationSuite(name=f"{suite.asset}.{frame or 'all'}", expectations=expectations)
 
 
 def _raised(exception_info: dict) -> str | None:
@@ -181,9 +189,11 @@ def validate(suite: Suite, frames: dict[str, pd.DataFrame], parameters: dict[str
         if not members:
             continue
         try:
-            result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": FAILING_IDS_SHOWN}
+            # GX takes the dict form only with index columns; without, it wants the plain name.
+            result_format: str | dict[str, Any] = "SUMMARY"
             if index:
-                result_format["unexpected_index_column_names"] = [index]
+                result_format = {"result_format": "SUMMARY", "partial_unexpected_count": FAILING_IDS_SHOWN,
+                                 "unexpected_index_column_names": [index]}
             batch = batch_definition.get_batch(batch_parameters={"dataframe": frames[frame_name]})
             validation = batch.validate(gx_suite(suite, frame_name), expectation_parameters=parameters,
                                         result_format=result_format)
