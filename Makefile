@@ -39,6 +39,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/bench_triage.py
+	$(BIN)/python bench/bench_gates.py
 
 clean:
 	rm -rf $(VENV) $(ECM_HOME) *.egg-info

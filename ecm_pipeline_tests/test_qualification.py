@@ -53,7 +53,7 @@ def test_specific_codes_come_before_catch_alls() -> None:
     assert disqualified["disqualification_code"].tolist() == ["abandoned_payment"]
 
 
-@pytest.mark.parametrize(("amount", "message"), [(None, "send amount is missing"),
+@pytest.mark.parametrize(("amount", "message"), [(None, "send amount is missing or not a number"),
                                                  (-50.0, "send amount -50.00 is negative")])
 def test_bad_amount_is_quarantined_with_a_specific_reason(amount: float | None, message: str) -> None:
     _, disqualified = run({**LIVE_AED, "send_amount": amount})

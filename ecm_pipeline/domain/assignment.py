@@ -36,13 +36,16 @@ def agent_loads(assignments: pd.DataFrame) -> pd.Series:
 
 def assignment_queue(candidates: pd.DataFrame, high_value_aed: float) -> pd.DataFrame:
     """High value first by amount, then the rest by score; ties: older first, then order_id."""
-    frame = candidates.assign(high_value=candidates["amount_aed"] >= high_value_aed)
-    high = frame[frame["high_value"]].sort_values(
-        ["amount_aed", "hours_stuck", "order_id"], ascending=[False, False, True]
-    )
-    rest = frame[~frame["high_value"]].sort_values(["score", "hours_stuck", "order_id"],
-                                                   ascending=[False, False, True])
-    return pd.concat([high, rest], ignore_index=True)
+    high = candidates["amount_aed"].to_numpy(dtype=float) >= high_value_aed
+    # Sort a narrow key frame and take the rows once: the candidates can be wide and many.
+    keys = pd.DataFrame({
+        "rest": ~high,
+        "rank": -np.where(high, candidates["amount_aed"], candidates["score"]),
+        "age": -candidates["hours_stuck"].to_numpy(dtype=float),
+        "order_id": candidates["order_id"].to_numpy(),
+    })
+    order = keys.sort_values(["rest", "rank", "age", "order_id"], kind="stable").index
+    return candidates.iloc[order].assign(high_value=high[order]).reset_index(drop=True)
 
 
 def _rotate(queue: pd.DataFrame, pool: pd.DataFrame, room: np.ndarray, team_first: bool) -> np.ndarray:
@@ -108,7 +111,7 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
     return AssignmentPlan(
         new_rows=new_rows,
         assigned=assigned.reset_index(drop=True),
-        overflow=queue[~taken].reset_index(drop=True),
+        overflow=queue.loc[~taken, ["order_id", "currency", "amount_aed", "priority", "stuck_reason"]],
         agents=pool,
         monitored=int(monitored.sum()),
         already_assigned=int(scored["already_assigned"].sum()),

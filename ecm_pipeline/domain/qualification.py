@@ -65,13 +65,10 @@ def disqualification_masks(orders: pd.DataFrame, settings: QualificationSettings
     ]
 
 
-def _amount_problem(raw: object) -> str:
-    value = pd.to_numeric(pd.Series([raw]), errors="coerce").iloc[0]
-    if raw is None or (isinstance(raw, float) and np.isnan(raw)):
-        return "send amount is missing"
-    if pd.isna(value):
-        return f"send amount {raw!r} is not a number"
-    return f"send amount {value:,.2f} is negative"
+def _amount_problems(amounts: pd.Series) -> list[str]:
+    values = pd.to_numeric(amounts, errors="coerce").to_numpy(dtype=float)
+    return ["send amount is missing or not a number" if np.isnan(v) else f"send amount {v:,.2f} is negative"
+            for v in values]
 
 
 def qualify(classified: pd.DataFrame, settings: QualificationSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -86,9 +83,8 @@ def qualify(classified: pd.DataFrame, settings: QualificationSettings) -> tuple[
     disqualified["disqualification_rule"] = disqualified["disqualification_code"].map(labels)
     disqualified["disqualification_reason"] = disqualified["disqualification_code"].map(explanations)
     bad_amount = disqualified["disqualification_code"] == "invalid_amount"
-    disqualified.loc[bad_amount, "disqualification_reason"] = [
-        _amount_problem(v) for v in disqualified.loc[bad_amount, "send_amount"]
-    ]
+    disqualified.loc[bad_amount, "disqualification_reason"] = _amount_problems(
+        disqualified.loc[bad_amount, "send_amount"])
     return classified.loc[~dropped].copy(), disqualified
 
 
