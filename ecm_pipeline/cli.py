@@ -201,5 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """Console-script entry. Leaves without interpreter teardown, where DuckDB 2.0's bindings print
+    harmless "nanobind: leaked ..." noise after the command's own output."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

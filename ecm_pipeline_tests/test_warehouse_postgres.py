@@ -1,0 +1,183 @@
+"""The warehouse on a real PostgreSQL server (the closest stand-in for Redshift, started by the
+fixture from the `pgserver` wheel): the same `sql/` files give the same snapshot as on DuckDB,
+sessions are read-only with a statement timeout, and bad credentials, an unreachable host and a
+timeout each give a clear error that never contains the password."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from ecm_pipeline.assets import triage_assets
+from ecm_pipeline.checks import quality_gates
+from ecm_pipeline.demo import SCHEMA, generate_demo, generate_tables
+from ecm_pipeline.domain.classification import classify
+from ecm_pipeline.partitions import as_of_utc, current_partition_key
+from ecm_pipeline.resources import environment_resources
+from ecm_pipeline.resources.warehouse import UnsafeQueryError, WarehouseError, WarehouseResource
+from ecm_pipeline.settings import load_settings
+from ecm_pipeline.snapshot import take_snapshot
+
+pgserver = pytest.importorskip("pgserver")
+
+ANCHOR = datetime(2026, 11, 21, 10, 0)
+READER, READER_PASSWORD = "ecm_reader", "reader-Pa55-word"
+PG_TYPES = {"VARCHAR": "VARCHAR", "DOUBLE": "DOUBLE PRECISION", "TIMESTAMP": "TIMESTAMP"}
+
+
+def _load(conn, tables: dict[str, pd.DataFrame]) -> None:
+    """Create the contract tables and COPY the frames in (fast, set-based)."""
+    with conn.cursor() as cur:
+        for name, columns in SCHEMA.items():
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+            typed = ", ".join(f"{c.split()[0]} {PG_TYPES[c.split()[1]]}" for c in columns.split(", "))
+            cur.execute(f"CREATE TABLE {name} ({typed})")
+            frame = tables[name][[c.split()[0] for c in columns.split(", ")]]
+            buffer = io.StringIO()
+            frame.to_csv(buffer, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S")
+            buffer.seek(0)
+            cur.copy_expert(f"COPY {name} FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+    conn.commit()
+
+
+def _grant_reader(conn, socket_dir: str, pgdata: Path) -> None:
+    """A SELECT-only role that must authenticate with its password, as production's reader would."""
+    with conn.cursor() as cur:
+        cur.execute(f"DROP ROLE IF EXISTS {READER}")
+        cur.execute(f"CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'")
+        cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER}")
+    hba = pgdata / "pg_hba.conf"
+    hba.write_text(f"local all {READER} scram-sha-256\n" + hba.read_text())
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_reload_conf()")
+    conn.commit()
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory, demo_tables) -> Iterator[dict]:
+    import psycopg2
+
+    pgdata = tmp_path_factory.mktemp("pgdata")
+    server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
+    socket_dir = sa.engine.make_url(server.get_uri()).query["host"]
+    with psycopg2.connect(dbname="postgres", user="postgres", host=socket_dir) as conn:
+        _load(conn, demo_tables)
+        _grant_reader(conn, socket_dir, pgdata)
+    yield {
+        "url": f"postgresql+psycopg2://{READER}:{READER_PASSWORD}@/postgres?host={socket_dir}",
+        "admin_url": f"postgresql+psycopg2://postgres@/postgres?host={socket_dir}",
+        "socket_dir": socket_dir,
+    }
+    server.cleanup()
+
+
+def test_same_sql_same_snapshot_on_postgres_and_duckdb(pg, demo_warehouse) -> None:
+    settings = load_settings()
+    on_pg = take_snapshot(WarehouseResource(url=pg["url"]), ANCHOR, settings, live=False)
+    on_duck = take_snapshot(WarehouseResource(url=f"duckdb:///{demo_warehouse}"), ANCHOR, settings, live=False)
+    assert on_pg.mode == on_duck.mode == "history"
+    assert len(on_pg.candidates) == len(on_duck.candidates) > 300
+    columns = ["order_id", "status", "sub_state", "currency", "payment_status", "has_completed_payment",
+               "payment_attempts", "falcon_status", "lulu_status", "payout_status", "partner_class", "rfi_status",
+               "has_trm", "rda_status", "time_bucket", "category"]
+    left = on_pg.candidates[columns].sort_values("order_id").reset_index(drop=True)
+    right = on_duck.candidates[columns].sort_values("order_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(left, right, check_dtype=False)
+    reasons = classify(on_pg.candidates).set_index("order_id")["stuck_reason"].sort_index()
+    assert reasons.equals(classify(on_duck.candidates).set_index("order_id")["stuck_reason"].sort_index())
+    assert sorted(on_pg.excluded["order_id"]) == sorted(on_duck.excluded["order_id"])
+
+
+def test_sessions_are_read_only_even_past_the_guard(pg) -> None:
+    resource = WarehouseResource(url=pg["admin_url"])  # a superuser: only the transaction mode protects
+    resource.query("SELECT 1 AS ok")
+    with resource._get_engine().connect() as conn:
+        conn = conn.execution_options(postgresql_readonly=True)
+        with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+            conn.exec_driver_sql("CREATE TABLE should_not_exist (a INT)")
+
+
+@pytest.mark.parametrize("statement", ["DELETE FROM orders_goms", "SELECT 1; DROP TABLE orders_goms",
+                                       "UPDATE orders_goms SET status = 'X'"])
+def test_a_non_select_never_reaches_the_server(pg, statement: str) -> None:
+    resource = WarehouseResource(url=pg["admin_url"])
+    with pytest.raises(UnsafeQueryError):
+        resource.query(statement)
+    assert resource._engine is None  # refused before any connection was opened
+    count = WarehouseResource(url=pg["url"]).query("SELECT COUNT(*) AS n FROM orders_goms")["n"].iloc[0]
+    assert count > 0
+
+
+def test_statement_timeout_is_enforced_with_a_clear_error(pg) -> None:
+    resource = WarehouseResource(url=pg["url"], statement_timeout_seconds=1)
+    with pytest.raises(WarehouseError, match="exceeded the statement timeout of 1 s"):
+        resource.query("SELECT pg_sleep(3) AS slept")
+
+
+def test_bad_credentials_are_named_without_the_password(pg) -> None:
+    url = pg["url"].replace(READER_PASSWORD, "wrong-Secret-123")
+    with pytest.raises(WarehouseError, match=f"refused the credentials of user '{READER}'") as info:
+        WarehouseResource(url=url).query("SELECT 1 AS ok")
+    assert "wrong-Secret-123" not in str(info.value) and READER_PASSWORD not in str(info.value)
+
+
+def test_unreachable_host_is_a_clear_error_without_the_password() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    resource = WarehouseResource(host="127.0.0.1", port=port, user="reader", password="Hidden-Pw-9",
+                                 database="dev", connect_timeout_seconds=2)
+    with pytest.raises(WarehouseError, match=f"cannot reach the warehouse at 127.0.0.1:{port}") as info:
+        resource.query("SELECT 1 AS ok")
+    assert "Hidden-Pw-9" not in str(info.value) and "Hidden-Pw-9" not in resource.describe()
+    assert resource.describe().startswith("redshift+psycopg2://reader:***@127.0.0.1")
+
+
+def _run(key: str, warehouse: WarehouseResource) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {**environment_resources(), "warehouse": warehouse}
+    result = dg.materialize([*triage_assets, *quality_gates], partition_key=key, resources=resources,
+                            instance=instance, raise_on_error=False)
+    return result, instance
+
+
+def test_whole_triage_runs_on_postgres(pg, ecm_env: Path) -> None:
+    key = current_partition_key()
+    generate_demo(ecm_env, seed=7, anchor=as_of_utc(key), scale=0.05)  # the sheet; the data comes from pg
+    import psycopg2
+
+    with psycopg2.connect(dbname="postgres", user="postgres", host=pg["socket_dir"]) as conn:
+        _load(conn, generate_tables(seed=7, anchor=as_of_utc(key), scale=0.5))
+        with conn.cursor() as cur:
+            cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER}")
+    try:
+        result, _ = _run(key, WarehouseResource(url=pg["url"]))
+        assert result.success
+        stuck = pd.read_parquet(ecm_env / "lake" / "stuck_orders" / f"{key}.parquet")
+        assert len(stuck) > 100
+    finally:
+        with psycopg2.connect(dbname="postgres", user="postgres", host=pg["socket_dir"]) as conn:
+            _load(conn, generate_tables(seed=7, anchor=ANCHOR))  # back to the session's data
+            with conn.cursor() as cur:
+                cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER}")
+
+
+def test_a_failing_run_never_shows_the_password(pg, ecm_env: Path) -> None:
+    key = current_partition_key()
+    generate_demo(ecm_env, seed=7, anchor=as_of_utc(key), scale=0.05)
+    secret = "Run-Secret-Pw-42"
+    result, instance = _run(key, WarehouseResource(url=pg["url"].replace(READER_PASSWORD, secret)))
+    assert not result.success
+    texts = [entry.user_message or "" for entry in instance.all_logs(result.run_id)]
+    texts += [str(entry.dagster_event) for entry in instance.all_logs(result.run_id) if entry.dagster_event]
+    joined = "\n".join(texts)
+    assert "refused the credentials" in joined
+    assert secret not in joined
