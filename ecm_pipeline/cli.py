@@ -119,57 +119,49 @@ def cmd_triage(args: argparse.Namespace) -> int:
 def _probe(name: str, fn: Callable[[], str]) -> tuple[str, str, str]:
     try:
         return name, OK, fn()
-    except FileNotFoundError as exc:
-        return name, MISSING, str(exc)
     except Exception as exc:  # every failure is reported, none is raised
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        status = MISSING if "run `ecm demo`" in message else FAILING
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        status = MISSING if "run `ecm demo`" in message or "not set" in message else FAILING
         return name, status, message
 
 
-def cmd_check(_: argparse.Namespace) -> int:
-    from ecm_pipeline.demo import SCHEMA
-    from ecm_pipeline.domain.classification import load_rules
-    from ecm_pipeline.resources import environment_resources
-    from ecm_pipeline.snapshot import HISTORY_TABLE
+def _check_integration(key: str, resource) -> str:
+    """Initialise the resource as a run would (environment variables resolved) and test it for real."""
+    import dagster as dg
 
-    resources = environment_resources()
-    warehouse, sheet, slack, lake = (resources[k] for k in ("warehouse", "sheet", "slack", "lake"))
+    from ecm_pipeline.snapshot import CONTRACT_TABLES, HISTORY_TABLE
+
+    with dg.build_resources({key: resource}) as built:
+        live = getattr(built, key)
+        detail = live.check()
+        if key == "warehouse":
+            found = live.tables(list(CONTRACT_TABLES))
+            missing = [t for t in CONTRACT_TABLES if t not in found and t != HISTORY_TABLE]
+            if missing:
+                raise RuntimeError(f"{detail}: missing tables {', '.join(missing)}")
+            history = "with" if HISTORY_TABLE in found else "without"
+            detail = f"{detail} (SELECT 1 ok; contract tables present, {history} {HISTORY_TABLE})"
+        return detail
+
+
+def cmd_check(_: argparse.Namespace) -> int:
+    from ecm_pipeline.domain.classification import load_rules
+    from ecm_pipeline.quality import EXPECTATIONS_DIR, load_suite
+    from ecm_pipeline.resources import environment_resources, missing_variables
 
     def settings_probe() -> str:
         settings = load_settings()
-        return f"{len(load_rules())} classification rules; ticks {', '.join(settings.schedule.ticks)}"
+        suites = [load_suite(p) for p in sorted(EXPECTATIONS_DIR.glob("*.json"))]
+        return (f"{len(load_rules())} classification rules, {len(suites)} quality suites; "
+                f"ticks {', '.join(settings.schedule.ticks)} {settings.schedule.timezone}")
 
-    def warehouse_probe() -> str:
-        warehouse.query("SELECT 1 AS ok")
-        required = [t for t in SCHEMA if t != HISTORY_TABLE]
-        found = warehouse.tables(list(SCHEMA))
-        missing = [t for t in required if t not in found]
-        if missing:
-            raise RuntimeError(f"{warehouse.describe()}: missing tables {', '.join(missing)}")
-        history = "with" if HISTORY_TABLE in found else "without"
-        return f"{warehouse.describe()} ({history} {HISTORY_TABLE})"
-
-    def sheet_probe() -> str:
-        store = sheet.store()
-        agents = store.read_tab("Agents")
-        tickets = store.read_tab("Assignments")
-        return f"{sheet.describe()}: {len(agents)} agents, {len(tickets)} assignment rows"
-
-    def writable(path) -> str:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".ecm-check"
-        probe.write_text("ok")
-        probe.unlink()
-        return f"{path} writable"
-
-    checks = [
-        _probe("settings", settings_probe),
-        _probe("warehouse", warehouse_probe),
-        _probe("sheet", sheet_probe),
-        _probe("slack", lambda: f"{slack.describe()}; " + writable(slack.outbox().dir)),
-        _probe("lake", lambda: writable(lake.base())),
-    ]
+    checks = [_probe("settings", settings_probe)]
+    incomplete = missing_variables()
+    for key, resource in environment_resources().items():
+        if key in incomplete:
+            checks.append((key, MISSING, f"set {', '.join(incomplete[key])} (the other {key} variables are set)"))
+        else:
+            checks.append(_probe(key, lambda key=key, resource=resource: _check_integration(key, resource)))
     width = max(len(name) for name, _, _ in checks)
     for name, status, detail in checks:
         print(f"{name:<{width}}  {status:<8} {detail}")

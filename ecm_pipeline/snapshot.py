@@ -15,6 +15,10 @@ import pandas as pd
 from ecm_pipeline.settings import SQL_DIR, Settings
 
 HISTORY_TABLE = "orders_goms_history"
+CONTRACT_TABLES = (
+    "orders_goms", "payments_goms", "falcon_transactions_v2", "transaction_payout", "lulu_data", "transfer_rfi",
+    "uae_manual_payments", "checkout_payment_data", "fulfillments_goms", "rda_fulfillments", HISTORY_TABLE,
+)
 SNAPSHOT_COLUMNS = (
     "order_id", "owner_id", "status", "sub_state", "currency", "send_amount", "receive_amount", "acquirer",
     "created_at", "updated_at", "payment_status", "has_completed_payment", "payment_attempts", "falcon_status",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterator
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
-from ecm_pipeline.demo import generate_demo
+from ecm_pipeline.demo import SCHEMA, generate_demo
 from ecm_pipeline.partitions import as_of_utc, current_partition_key
 
 _EXIT_STATUS = pytest.StashKey[int]()
@@ -113,6 +115,59 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory, demo_tables) -> Pat
     path = tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
     write_warehouse(demo_tables, path)
     return path
+
+
+# --- a real PostgreSQL (the closest stand-in for Redshift), from the pgserver wheel ---------------
+
+READER, READER_PASSWORD = "ecm_reader", "reader-Pa55-word"
+PG_TYPES = {"VARCHAR": "VARCHAR", "DOUBLE": "DOUBLE PRECISION", "TIMESTAMP": "TIMESTAMP"}
+
+
+def load_tables(conn, tables: dict[str, pd.DataFrame]) -> None:
+    """Create the contract tables and COPY the frames in (fast, set-based)."""
+    with conn.cursor() as cur:
+        for name, columns in SCHEMA.items():
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+            typed = ", ".join(f"{c.split()[0]} {PG_TYPES[c.split()[1]]}" for c in columns.split(", "))
+            cur.execute(f"CREATE TABLE {name} ({typed})")
+            frame = tables[name][[c.split()[0] for c in columns.split(", ")]]
+            buffer = io.StringIO()
+            frame.to_csv(buffer, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S")
+            buffer.seek(0)
+            cur.copy_expert(f"COPY {name} FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+    conn.commit()
+
+
+def _grant_reader(conn, socket_dir: str, pgdata: Path) -> None:
+    """A SELECT-only role that must authenticate with its password, as production's reader would."""
+    with conn.cursor() as cur:
+        cur.execute(f"DROP ROLE IF EXISTS {READER}")
+        cur.execute(f"CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'")
+        cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER}")
+    hba = pgdata / "pg_hba.conf"
+    hba.write_text(f"local all {READER} scram-sha-256\n" + hba.read_text())
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_reload_conf()")
+    conn.commit()
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory, demo_tables) -> Iterator[dict]:
+    import pgserver
+    import psycopg2
+
+    pgdata = tmp_path_factory.mktemp("pgdata")
+    server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
+    socket_dir = sa.engine.make_url(server.get_uri()).query["host"]
+    with psycopg2.connect(dbname="postgres", user="postgres", host=socket_dir) as conn:
+        load_tables(conn, demo_tables)
+        _grant_reader(conn, socket_dir, pgdata)
+    yield {
+        "url": f"postgresql+psycopg2://{READER}:{READER_PASSWORD}@/postgres?host={socket_dir}",
+        "admin_url": f"postgresql+psycopg2://postgres@/postgres?host={socket_dir}",
+        "socket_dir": socket_dir,
+    }
+    server.cleanup()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -14,7 +14,7 @@ from ecm_pipeline.domain.roster import parse_roster
 from ecm_pipeline.resources.sheet import LocalSheetStore
 from ecm_pipeline.resources.warehouse import WarehouseResource
 from ecm_pipeline.settings import load_catalogue, load_settings
-from ecm_pipeline.snapshot import take_snapshot
+from ecm_pipeline.snapshot import CONTRACT_TABLES, take_snapshot
 
 ANCHOR = datetime(2026, 11, 21, 10, 0)  # the 14:00 Dubai tick
 
@@ -36,7 +36,7 @@ def test_same_seed_same_data_and_another_seed_differs() -> None:
 
 def test_exactly_the_contract_tables_with_history_and_35_days(demo_tables) -> None:
     orders = demo_tables["orders_goms"]
-    assert set(demo_tables) - {"_meta"} == set(SCHEMA)
+    assert set(demo_tables) - {"_meta"} == set(SCHEMA) == set(CONTRACT_TABLES)
     assert orders["created_at"].min() <= pd.Timestamp(ANCHOR - timedelta(days=34.9))
     per_day = orders.groupby(orders["created_at"].dt.date).size()
     assert 2000 <= per_day.median() <= 5000

@@ -5,9 +5,7 @@ timeout each give a clear error that never contains the password."""
 
 from __future__ import annotations
 
-import io
 import socket
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -18,67 +16,16 @@ import sqlalchemy as sa
 
 from ecm_pipeline.assets import triage_assets
 from ecm_pipeline.checks import quality_gates
-from ecm_pipeline.demo import SCHEMA, generate_demo, generate_tables
+from ecm_pipeline.demo import generate_demo, generate_tables
 from ecm_pipeline.domain.classification import classify
 from ecm_pipeline.partitions import as_of_utc, current_partition_key
 from ecm_pipeline.resources import environment_resources
 from ecm_pipeline.resources.warehouse import UnsafeQueryError, WarehouseError, WarehouseResource
 from ecm_pipeline.settings import load_settings
 from ecm_pipeline.snapshot import take_snapshot
-
-pgserver = pytest.importorskip("pgserver")
+from ecm_pipeline_tests.conftest import READER, READER_PASSWORD, load_tables
 
 ANCHOR = datetime(2026, 11, 21, 10, 0)
-READER, READER_PASSWORD = "ecm_reader", "reader-Pa55-word"
-PG_TYPES = {"VARCHAR": "VARCHAR", "DOUBLE": "DOUBLE PRECISION", "TIMESTAMP": "TIMESTAMP"}
-
-
-def _load(conn, tables: dict[str, pd.DataFrame]) -> None:
-    """Create the contract tables and COPY the frames in (fast, set-based)."""
-    with conn.cursor() as cur:
-        for name, columns in SCHEMA.items():
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
-            typed = ", ".join(f"{c.split()[0]} {PG_TYPES[c.split()[1]]}" for c in columns.split(", "))
-            cur.execute(f"CREATE TABLE {name} ({typed})")
-            frame = tables[name][[c.split()[0] for c in columns.split(", ")]]
-            buffer = io.StringIO()
-            frame.to_csv(buffer, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S")
-            buffer.seek(0)
-            cur.copy_expert(f"COPY {name} FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
-    conn.commit()
-
-
-def _grant_reader(conn, socket_dir: str, pgdata: Path) -> None:
-    """A SELECT-only role that must authenticate with its password, as production's reader would."""
-    with conn.cursor() as cur:
-        cur.execute(f"DROP ROLE IF EXISTS {READER}")
-        cur.execute(f"CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'")
-        cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER}")
-    hba = pgdata / "pg_hba.conf"
-    hba.write_text(f"local all {READER} scram-sha-256\n" + hba.read_text())
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_reload_conf()")
-    conn.commit()
-
-
-@pytest.fixture(scope="session")
-def pg(tmp_path_factory: pytest.TempPathFactory, demo_tables) -> Iterator[dict]:
-    import psycopg2
-
-    pgdata = tmp_path_factory.mktemp("pgdata")
-    server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
-    socket_dir = sa.engine.make_url(server.get_uri()).query["host"]
-    with psycopg2.connect(dbname="postgres", user="postgres", host=socket_dir) as conn:
-        _load(conn, demo_tables)
-        _grant_reader(conn, socket_dir, pgdata)
-    yield {
-        "url": f"postgresql+psycopg2://{READER}:{READER_PASSWORD}@/postgres?host={socket_dir}",
-        "admin_url": f"postgresql+psycopg2://postgres@/postgres?host={socket_dir}",
-        "socket_dir": socket_dir,
-    }
-    server.cleanup()
-
-
 def test_same_sql_same_snapshot_on_postgres_and_duckdb(pg, demo_warehouse) -> None:
     settings = load_settings()
     on_pg = take_snapshot(WarehouseResource(url=pg["url"]), ANCHOR, settings, live=False)
@@ -155,7 +102,7 @@ def test_whole_triage_runs_on_postgres(pg, ecm_env: Path) -> None:
     import psycopg2
 
     with psycopg2.connect(dbname="postgres", user="postgres", host=pg["socket_dir"]) as conn:
-        _load(conn, generate_tables(seed=7, anchor=as_of_utc(key), scale=0.5))
+        load_tables(conn, generate_tables(seed=7, anchor=as_of_utc(key), scale=0.5))
         with conn.cursor() as cur:
             cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER}")
     try:
@@ -165,7 +112,7 @@ def test_whole_triage_runs_on_postgres(pg, ecm_env: Path) -> None:
         assert len(stuck) > 100
     finally:
         with psycopg2.connect(dbname="postgres", user="postgres", host=pg["socket_dir"]) as conn:
-            _load(conn, generate_tables(seed=7, anchor=ANCHOR))  # back to the session's data
+            load_tables(conn, generate_tables(seed=7, anchor=ANCHOR))  # back to the session's data
             with conn.cursor() as cur:
                 cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER}")
 

@@ -13,6 +13,15 @@ import pandas as pd
 from ecm_pipeline.settings import ecm_home
 
 
+def writable(path: Path) -> str:
+    """Prove a directory can be written (for `ecm check`)."""
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".ecm-check"
+    probe.write_text("ok")
+    probe.unlink()
+    return "writable"
+
+
 class LakeError(Exception):
     """A snapshot the pipeline needs is not in the lake."""
 
@@ -45,8 +54,8 @@ class LakeResource(dg.ConfigurableResource):
             )
         return pd.read_parquet(target)
 
-    def exists(self, asset: str, partition_key: str) -> bool:
-        return self.path(asset, partition_key).exists()
+    def check(self) -> str:
+        return f"{self.base()} {writable(self.base())}"
 
     def json_path(self, name: str, partition_key: str) -> Path:
         return self.base() / name / f"{partition_key}.json"

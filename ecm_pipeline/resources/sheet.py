@@ -88,3 +88,8 @@ class SheetResource(dg.ConfigurableResource):
 
     def describe(self) -> str:
         return f"local sheet {self.store().path}"
+
+    def check(self) -> str:
+        store = self.store()
+        agents, tickets = store.read_tab("Agents"), store.read_tab("Assignments")
+        return f"{self.describe()}: {len(agents)} agents, {len(tickets)} assignment rows"

@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from ecm_pipeline.domain.briefing import Message
+from ecm_pipeline.resources.lake import writable
 from ecm_pipeline.settings import ecm_home
 
 EVENT_TYPE = "ecm_message"
@@ -101,6 +102,9 @@ class SlackResource(dg.ConfigurableResource):
 
     def describe(self) -> str:
         return f"local outbox {self.outbox().dir} (channel {self.channel})"
+
+    def check(self) -> str:
+        return f"{self.describe()}: {writable(self.outbox().dir)}"
 
     def publish(self, messages: list[Message], partition: str) -> list[Delivery]:
         """Post (or update) the first message, then the others as replies in its thread."""
