@@ -11,6 +11,8 @@ from datetime import datetime
 
 import pandas as pd
 
+from ecm_pipeline.domain import summary
+
 MAIN_LIMIT = 2000      # main message characters
 SECTION_LIMIT = 2900   # Block Kit section text is capped at 3000
 MAX_BLOCKS = 50
@@ -101,18 +103,14 @@ def triage_figures(outcome: pd.DataFrame, disqualified: pd.DataFrame, roster: pd
     )
     per_agent["name"] = per_agent["name"].fillna(per_agent["agent_key"])
     per_agent["slack_handle"] = per_agent["slack_handle"].fillna("")
-    currency_counts = {str(k): int(v) for k, v in outcome["currency"].value_counts().items()}
-    per_currency = outcome.groupby("currency")["send_amount"].sum()
-    var = {cur: float(per_currency[cur]) for cur in currency_counts}
-    var["AED_equivalent"] = float(outcome["amount_aed"].sum())
     return TriageFigures(
         tick=tick,
         actionable=len(outcome),
         high_value=int(outcome["high_value"].sum()),
         p1=int((outcome["priority"] == "P1").sum()),
         critical=int((outcome["hours_stuck"] > 36).sum()),
-        value_at_risk=var,
-        currency_counts=currency_counts,
+        value_at_risk=summary.value_at_risk(outcome),
+        currency_counts=summary.counts(outcome, "currency"),
         disqualified={str(k): int(v) for k, v in disqualified["disqualification_code"].value_counts().items()},
         monitored=int((outcome["assignment"] == "monitor_only").sum()),
         assigned_this_tick=len(mine),
@@ -126,7 +124,7 @@ def triage_figures(outcome: pd.DataFrame, disqualified: pd.DataFrame, roster: pd
 
 def briefing_text(f: TriageFigures, sheet_url: str = "") -> str:
     when = f.tick.strftime("%Y-%m-%d %H:%M")
-    money = " · ".join(f"{cur} {_money(v)}" for cur, v in f.value_at_risk.items() if cur != "AED_equivalent")
+    money = " · ".join(f"{cur} {_money(f.value_at_risk[cur])}" for cur in f.currency_counts)
     total = max(f.actionable, 1)
     mix = " · ".join(f"{cur} {n} ({n / total:.0%})" for cur, n in f.currency_counts.items())
     dq_total = sum(f.disqualified.values())
