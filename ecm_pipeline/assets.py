@@ -17,7 +17,7 @@ from ecm_pipeline.domain.scoring import score
 from ecm_pipeline.gates import require_gates_passed
 from ecm_pipeline.partitions import as_of_utc, tick_of, triage_partitions
 from ecm_pipeline.resources.lake import LakeResource
-from ecm_pipeline.resources.sheet import SheetResource
+from ecm_pipeline.resources.sheet import AssignmentStoreResource
 from ecm_pipeline.resources.slack import SlackResource, posting_blocked
 from ecm_pipeline.resources.warehouse import WarehouseResource
 from ecm_pipeline.settings import load_settings
@@ -43,7 +43,7 @@ def _table_metadata(frame: pd.DataFrame) -> dict:
     }
 
 
-@dg.asset(kinds={"duckdb", "pandas"}, **COMMON)
+@dg.asset(kinds={"redshift", "pandas"}, **COMMON)
 def stuck_orders(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  lake: LakeResource) -> dg.MaterializeResult:
     """Every candidate stuck order as of the tick: orders 12 h to 30 days old, in a stuck status and
@@ -79,7 +79,7 @@ def stuck_orders(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
 @dg.asset(deps=[stuck_orders], kinds={"pandas"}, **COMMON)
 def qualified_orders(context: dg.AssetExecutionContext, lake: LakeResource,
-                     sheet: SheetResource) -> dg.MaterializeResult:
+                     sheet: AssignmentStoreResource) -> dg.MaterializeResult:
     """The actionable backlog: stuck orders classified into a stuck reason (with its team, SLA,
     runbook and next action), with dead, abandoned, unpaid and unusable orders set aside in
     `disqualified_orders` with a code and a reason. Orders already with an agent stay in, flagged."""
@@ -152,8 +152,9 @@ def _triage_outcome(scored: pd.DataFrame, tab: pd.DataFrame, plan, key: str) -> 
     return out
 
 
-@dg.asset(deps=[scored_orders], kinds={"sqlite", "pandas"}, **COMMON)
-def assignments(context: dg.AssetExecutionContext, lake: LakeResource, sheet: SheetResource) -> dg.MaterializeResult:
+@dg.asset(deps=[scored_orders], kinds={"googlesheets", "pandas"}, **COMMON)
+def assignments(context: dg.AssetExecutionContext, lake: LakeResource,
+                sheet: AssignmentStoreResource) -> dg.MaterializeResult:
     """Who works what: new tickets appended to the Assignments tab, high value first in one fair
     rotation across active agents, never above an agent's Max Tickets, never re-assigning an order
     that already has an open ticket. Orders nobody had room for are reported as overflow."""
@@ -194,7 +195,7 @@ def assignments(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Sh
 
 
 @dg.asset(deps=[assignments], kinds={"slack"}, **COMMON)
-def slack_briefing(context: dg.AssetExecutionContext, lake: LakeResource, sheet: SheetResource,
+def slack_briefing(context: dg.AssetExecutionContext, lake: LakeResource, sheet: AssignmentStoreResource,
                    slack: SlackResource) -> dg.MaterializeResult:
     """The triage briefing for the ops channel: backlog, value at risk, currency mix, disqualified
     and monitored counts, overflow and who got what, with one thread reply per agent listing their

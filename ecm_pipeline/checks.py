@@ -18,7 +18,7 @@ from ecm_pipeline.gates import record_verdict
 from ecm_pipeline.partitions import as_of_utc, tick_of, triage_partitions
 from ecm_pipeline.quality import Outcome, load_suite, suite_path, validate
 from ecm_pipeline.resources.lake import LakeResource
-from ecm_pipeline.resources.sheet import SheetResource
+from ecm_pipeline.resources.sheet import AssignmentStoreResource
 from ecm_pipeline.resources.slack import SlackResource, posting_blocked
 from ecm_pipeline.settings import load_catalogue, load_settings
 from ecm_pipeline.snapshot import SNAPSHOT_COLUMNS
@@ -98,7 +98,7 @@ def qualified_orders_quality_gate(context: dg.AssetCheckExecutionContext, lake: 
 
 
 @dg.multi_asset_check(specs=gate_specs("assignments"), name="assignments_quality_gate")
-def assignments_quality_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource, sheet: SheetResource,
+def assignments_quality_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource, sheet: AssignmentStoreResource,
                              slack: SlackResource) -> Iterator[dg.AssetCheckResult]:
     """The Sheet keeps the assignment invariants after this tick's write (expectations/assignments.json)."""
     settings = load_settings()

@@ -36,7 +36,7 @@ from gspread.utils import absolute_range_name
 from pydantic import Field, PrivateAttr
 from requests.adapters import HTTPAdapter
 
-from ecm_pipeline.resources.sheet import TABS, SheetError
+from ecm_pipeline.resources.sheet import TABS, AssignmentStoreResource, SheetError
 
 SHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"  # least privilege: only the Sheets API is called
 GOOGLE_SHEETS_API = "https://sheets.googleapis.com"
@@ -318,7 +318,7 @@ def _service_account_info(value: str) -> dict[str, Any]:
     return info
 
 
-class GoogleSheetResource(dg.ConfigurableResource):
+class GoogleSheetResource(AssignmentStoreResource):
     """The assignment store on Google Sheets (production). The client is built on first use, never at
     import or definition load, and the key never appears in a message, a log line or `describe()`."""
 

@@ -78,8 +78,22 @@ class LocalSheetStore:
         return len(values)
 
 
-class SheetResource(dg.ConfigurableResource):
-    """The assignment store used by the pipeline (local SQLite by default)."""
+class AssignmentStoreResource(dg.ConfigurableResource):
+    """What the assets need from the assignment store, whichever backs it: `store()` returns an
+    object with `read_tab`, `append_rows` and `ensure_tabs`; `describe()` and `check()` serve `ecm check`."""
+
+    def store(self):
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def check(self) -> str:
+        raise NotImplementedError
+
+
+class SheetResource(AssignmentStoreResource):
+    """The local assignment store: SQLite at `$ECM_HOME/sheet.sqlite`."""
 
     path: str = ""
 
