@@ -18,7 +18,7 @@ from ecm_pipeline.gates import require_gates_passed
 from ecm_pipeline.partitions import as_of_utc, tick_of, triage_partitions
 from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStoreResource
-from ecm_pipeline.resources.slack import SlackResource, posting_blocked
+from ecm_pipeline.resources.slack import SlackDestinationResource, posting_blocked
 from ecm_pipeline.resources.warehouse import WarehouseResource
 from ecm_pipeline.settings import load_settings
 from ecm_pipeline.snapshot import take_snapshot
@@ -196,7 +196,7 @@ def assignments(context: dg.AssetExecutionContext, lake: LakeResource,
 
 @dg.asset(deps=[assignments], kinds={"slack"}, **COMMON)
 def slack_briefing(context: dg.AssetExecutionContext, lake: LakeResource, sheet: AssignmentStoreResource,
-                   slack: SlackResource) -> dg.MaterializeResult:
+                   slack: SlackDestinationResource) -> dg.MaterializeResult:
     """The triage briefing for the ops channel: backlog, value at risk, currency mix, disqualified
     and monitored counts, overflow and who got what, with one thread reply per agent listing their
     orders. Re-running a tick updates its briefing instead of posting a second one."""

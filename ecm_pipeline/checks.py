@@ -19,7 +19,7 @@ from ecm_pipeline.partitions import as_of_utc, tick_of, triage_partitions
 from ecm_pipeline.quality import Outcome, load_suite, suite_path, validate
 from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStoreResource
-from ecm_pipeline.resources.slack import SlackResource, posting_blocked
+from ecm_pipeline.resources.slack import SlackDestinationResource, posting_blocked
 from ecm_pipeline.settings import load_catalogue, load_settings
 from ecm_pipeline.snapshot import SNAPSHOT_COLUMNS
 
@@ -43,7 +43,7 @@ def _metadata(outcome: Outcome) -> dict:
 
 def _run_gate(context: dg.AssetCheckExecutionContext, asset: str, frames: dict[str, pd.DataFrame],
               parameters: dict, counts: dict[str, int], lake: LakeResource,
-              slack: SlackResource) -> Iterator[dg.AssetCheckResult]:
+              slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
     key = context.partition_key
     outcomes = validate(load_suite(suite_path(asset)), frames, parameters)
     failures = record_verdict(lake, key, asset, outcomes)
@@ -51,15 +51,6 @@ def _run_gate(context: dg.AssetCheckExecutionContext, asset: str, frames: dict[s
         if not o.passed:
             log = context.log.error if o.expectation.blocking else context.log.warning
             log(f"quality gate {asset}.{o.expectation.check_name} {'errored' if o.errored else 'failed'}: {o.summary}")
-    if failures:
-        tick = tick_of(key)
-        alert = validation_alert(
-            tick, [GateFailure(asset, f.expectation.check_name, f.summary) for f in failures], counts)
-        blocked = posting_blocked(context.run.tags, tick, load_settings().slack.post_max_age_hours)
-        if blocked:
-            context.log.info(f"validation alert not posted: {blocked}")
-        else:
-            slack.publish([alert], key)
     for o in outcomes:
         yield dg.AssetCheckResult(
             check_name=o.expectation.check_name,
@@ -69,11 +60,23 @@ def _run_gate(context: dg.AssetCheckExecutionContext, asset: str, frames: dict[s
             description=o.expectation.description if o.passed else o.summary or o.expectation.description,
             metadata=_metadata(o),
         )
+    if failures:  # after the results, so a Slack outage cannot hide them
+        tick = tick_of(key)
+        alert = validation_alert(
+            tick, [GateFailure(asset, f.expectation.check_name, f.summary) for f in failures], counts)
+        blocked = posting_blocked(context.run.tags, tick, load_settings().slack.post_max_age_hours)
+        if blocked:
+            context.log.info(f"validation alert not posted: {blocked}")
+            return
+        try:
+            slack.publish([alert], key)
+        except Exception as exc:  # the blocking check already stops the run; say the alert is missing
+            context.log.error(f"validation alert could not be posted to {slack.describe()}: {exc}")
 
 
 @dg.multi_asset_check(specs=gate_specs("stuck_orders"), name="stuck_orders_quality_gate")
 def stuck_orders_quality_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource,
-                              slack: SlackResource) -> Iterator[dg.AssetCheckResult]:
+                              slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
     """The snapshot honours the warehouse contract (expectations/stuck_orders.json)."""
     key = context.partition_key
     snapshot = lake.read("stuck_orders", key)
@@ -85,7 +88,7 @@ def stuck_orders_quality_gate(context: dg.AssetCheckExecutionContext, lake: Lake
 
 @dg.multi_asset_check(specs=gate_specs("qualified_orders"), name="qualified_orders_quality_gate")
 def qualified_orders_quality_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource,
-                                  slack: SlackResource) -> Iterator[dg.AssetCheckResult]:
+                                  slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
     """The actionable backlog looks like the business (expectations/qualified_orders.json)."""
     settings = load_settings()
     key = context.partition_key
@@ -99,7 +102,7 @@ def qualified_orders_quality_gate(context: dg.AssetCheckExecutionContext, lake: 
 
 @dg.multi_asset_check(specs=gate_specs("assignments"), name="assignments_quality_gate")
 def assignments_quality_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource, sheet: AssignmentStoreResource,
-                             slack: SlackResource) -> Iterator[dg.AssetCheckResult]:
+                             slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
     """The Sheet keeps the assignment invariants after this tick's write (expectations/assignments.json)."""
     settings = load_settings()
     key = context.partition_key

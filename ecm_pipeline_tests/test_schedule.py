@@ -19,10 +19,11 @@ def test_tick_runs_its_own_partition(tick: str) -> None:
     schedule = defs.resolve_schedule_def("triage_schedule")
     hour, minute = map(int, tick.split(":"))
     when = datetime(2026, 11, 21, hour, minute, tzinfo=DUBAI)
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
-                                            repository_def=defs.get_repository_def())
-        requests = schedule.evaluate_tick(context).run_requests
+    # An ephemeral instance, not `instance_for_test()`: leaving that context manager leaves Dagster's
+    # instance context variable dangling, which breaks later `dg.materialize` calls in this process.
+    context = dg.build_schedule_context(instance=dg.DagsterInstance.ephemeral(), scheduled_execution_time=when,
+                                        repository_def=defs.get_repository_def())
+    requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == [f"2026-11-21-{tick}"]
     assert requests[0].run_key == f"2026-11-21-{tick}"
     assert schedule.cron_schedule == "0 7,14,20 * * *" and schedule.execution_timezone == "Asia/Dubai"

@@ -51,13 +51,29 @@ def sections(text: str) -> list[dict]:
         current = f"{current}\n{line}" if current else line
     if current:
         chunks.append(current)
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": c, "verbatim": True}} for c in chunks]
-    if len(blocks) > MAX_BLOCKS:
-        blocks = blocks[: MAX_BLOCKS - 1] + [
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": "(truncated: see the Sheet)"}]}
-        ]
-    return blocks
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": c, "verbatim": True}} for c in chunks]
 
+
+def split_blocks(message: Message, limit: int = MAX_BLOCKS) -> list[Message]:
+    """A message over Slack's block limit as several messages of at most `limit` blocks each (keys
+    `key`, `key#2`, ...), so nothing is truncated. Each part's fallback text is its own blocks' text,
+    which is already escaped."""
+    if len(message.blocks) <= limit:
+        return [message]
+    parts = []
+    for start in range(0, len(message.blocks), limit):
+        blocks = message.blocks[start:start + limit]
+        text = "\n".join(b["text"]["text"] for b in blocks if isinstance(b.get("text"), dict)) or message.text
+        key = message.key if start == 0 else f"{message.key}#{start // limit + 1}"
+        parts.append(Message(key, text, blocks))
+    return parts
+
+
+def thread_plan(messages: list[Message]) -> tuple[Message, list[Message]]:
+    """The parent message and, in order, the thread replies: the parent's own overflow parts first,
+    then every other message split to the block limit."""
+    head, *rest = split_blocks(messages[0])
+    return head, rest + [part for m in messages[1:] for part in split_blocks(m)]
 
 def _money(amount: float) -> str:
     return f"{amount:,.0f}"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecm_pipeline.domain.briefing import Message
+from ecm_pipeline.domain.briefing import Message, thread_plan
 from ecm_pipeline.resources.lake import writable
 from ecm_pipeline.settings import ecm_home
 
@@ -91,8 +91,22 @@ class Outbox:
         return Delivery(message.key, "chat.postMessage", ts, str(path))
 
 
-class SlackResource(dg.ConfigurableResource):
-    """Where briefings go (local outbox by default)."""
+class SlackDestinationResource(dg.ConfigurableResource):
+    """Where briefings and alerts go, whichever backs it: `publish(messages, partition)` posts the
+    first message and threads the others under it, idempotently per (message, partition)."""
+
+    def publish(self, messages: list[Message], partition: str) -> list[Delivery]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def check(self) -> str:
+        raise NotImplementedError
+
+
+class SlackResource(SlackDestinationResource):
+    """The local stand-in: the outbox `$ECM_HOME/outbox/`."""
 
     channel: str = "#ecm-triage"
     outbox_dir: str = ""
@@ -109,5 +123,6 @@ class SlackResource(dg.ConfigurableResource):
     def publish(self, messages: list[Message], partition: str) -> list[Delivery]:
         """Post (or update) the first message, then the others as replies in its thread."""
         outbox = self.outbox()
-        parent = outbox.deliver(messages[0], partition, None)
-        return [parent] + [outbox.deliver(m, partition, parent.ts) for m in messages[1:]]
+        head, replies = thread_plan(messages)
+        parent = outbox.deliver(head, partition, None)
+        return [parent] + [outbox.deliver(m, partition, parent.ts) for m in replies]

@@ -1,0 +1,259 @@
+"""A small fake of the Slack Web API on 127.0.0.1, for driving the real `slack_sdk.WebClient`.
+
+It implements the five methods the Slack resource uses with Slack's response shapes, checks the
+bearer token, records every request, and injects the faults that matter for idempotent posting:
+429 with Retry-After (Slack refused the call), 500 (it did not happen), and "stored the message,
+then the connection dropped" or "... then answered too late" (it happened, but the client cannot
+know).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+MAX_BLOCKS = 50
+BOT = {"user": "U0ECMBOT", "bot_id": "B0ECMBOT", "app_id": "A0ECMAPP"}
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str          # Slack method, e.g. chat.postMessage
+    body: dict           # JSON body, or form / query fields
+    authorized: bool
+
+
+@dataclass
+class _Fault:
+    kind: str            # "status", "drop" or "stall"
+    remaining: int
+    status: int = 0
+    retry_after: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class FakeSlack:
+    """Start with `start()`, point `SlackApiResource(base_url=fake.url)` at it, `stop()` at the end."""
+
+    token: str = "xoxb-test-secret"
+    channel: str = "C0TEST"
+    team: str = "ECM Test"
+    messages: list[dict] = field(default_factory=list)      # every stored message, top level and replies
+    requests: list[Request] = field(default_factory=list)
+    _faults: dict[str, list[_Fault]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _seq: int = 0
+    _server: ThreadingHTTPServer | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> FakeSlack:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+            do_GET = do_POST   # conversations.* are sent as GET with a query string
+
+            def log_message(self, *args: object) -> None:
+                """Quiet: the test output is for the tests."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server, "start() the fake first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+
+    # --- faults ----------------------------------------------------------------------------------
+    def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next `times` calls of `method` with 429 and Retry-After (nothing is stored)."""
+        self._add(method, _Fault("status", times, 429, retry_after))
+
+    def server_error(self, method: str, times: int = 1, status: int = 500) -> None:
+        """Answer the next `times` calls of `method` with a 5xx (nothing is stored)."""
+        self._add(method, _Fault("status", times, status))
+
+    def drop_after_store(self, method: str, times: int = 1) -> None:
+        """Carry out the next `times` calls of `method`, then close the connection without answering."""
+        self._add(method, _Fault("drop", times))
+
+    def stall_after_store(self, method: str, seconds: float, times: int = 1) -> None:
+        """Carry out the next `times` calls of `method`, then answer only after `seconds` (a client
+        timeout shorter than that gives up although the work was done)."""
+        self._add(method, _Fault("stall", times, seconds=seconds))
+
+    def _add(self, method: str, fault: _Fault) -> None:
+        with self._lock:
+            self._faults.setdefault(method, []).append(fault)
+
+    def _next_fault(self, method: str) -> _Fault | None:
+        with self._lock:
+            queue = self._faults.get(method, [])
+            if not queue:
+                return None
+            fault = queue[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                queue.pop(0)
+            return fault
+
+    # --- views for assertions --------------------------------------------------------------------
+    def top_level(self) -> list[dict]:
+        return [m for m in self.messages if m.get("thread_ts", m["ts"]) == m["ts"]]
+
+    def replies(self, parent_ts: str) -> list[dict]:
+        return [m for m in self.messages if m.get("thread_ts") == parent_ts and m["ts"] != parent_ts]
+
+    def calls(self, method: str) -> list[Request]:
+        return [r for r in self.requests if r.method == method]
+
+    # --- HTTP --------------------------------------------------------------------------------------
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        method = parts.path.rsplit("/", 1)[-1]
+        body = dict(parse_qsl(parts.query))
+        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        if raw:
+            if handler.headers.get("Content-Type", "").startswith("application/json"):
+                body.update(json.loads(raw))
+            else:
+                body.update(parse_qsl(raw.decode()))
+        authorized = handler.headers.get("Authorization") == f"Bearer {self.token}"
+        with self._lock:
+            self.requests.append(Request(method, body, authorized))
+        if not authorized:
+            return _send(handler, 200, {"ok": False, "error": "invalid_auth"})
+        fault = self._next_fault(method)
+        if fault and fault.kind == "status":
+            headers = {"Retry-After": str(fault.retry_after)} if fault.status == 429 else {}
+            error = "ratelimited" if fault.status == 429 else "internal_error"
+            return _send(handler, fault.status, {"ok": False, "error": error}, headers)
+        api: Callable[[dict], dict] | None = getattr(self, "_api_" + method.replace(".", "_"), None)
+        if api is None:
+            return _send(handler, 200, {"ok": False, "error": "unknown_method"})
+        with self._lock:
+            answer = api(body)
+        if fault and fault.kind == "drop":
+            handler.close_connection = True     # the work is done; the client never hears of it
+            return None
+        if fault and fault.kind == "stall":
+            time.sleep(fault.seconds)
+            with contextlib.suppress(OSError):  # the client has usually hung up by now
+                _send(handler, 200, answer)
+            return None
+        return _send(handler, 200, answer)
+
+    # --- Slack methods (called under the lock) ---------------------------------------------------
+    def _api_auth_test(self, body: dict) -> dict:
+        return {"ok": True, "url": "https://ecm-test.slack.com/", "team": self.team, "user": "ecm-bot",
+                "team_id": "T0ECMTEST", "user_id": BOT["user"], "bot_id": BOT["bot_id"],
+                "is_enterprise_install": False}
+
+    def _check_message(self, body: dict) -> str | None:
+        if body.get("channel") != self.channel:
+            return "channel_not_found"
+        blocks = _json_field(body.get("blocks"))
+        if not body.get("text") and not blocks:
+            return "no_text"
+        if blocks is not None and len(blocks) > MAX_BLOCKS:
+            return "invalid_blocks"
+        return None
+
+    def _api_chat_postMessage(self, body: dict) -> dict:
+        error = self._check_message(body)
+        thread_ts = body.get("thread_ts")
+        if not error and thread_ts and not any(m["ts"] == thread_ts for m in self.top_level()):
+            error = "thread_not_found"
+        if error:
+            return {"ok": False, "error": error}
+        self._seq += 1
+        ts = f"1767225600.{self._seq:06d}"
+        message = {"type": "message", **BOT, "text": body.get("text", ""), "ts": ts}
+        if body.get("blocks"):
+            message["blocks"] = _json_field(body["blocks"])
+        if body.get("metadata"):
+            message["metadata"] = _json_field(body["metadata"])
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+            parent = next(m for m in self.messages if m["ts"] == thread_ts)
+            parent["thread_ts"] = thread_ts
+            parent["reply_count"] = parent.get("reply_count", 0) + 1
+        self.messages.append(message)
+        return {"ok": True, "channel": self.channel, "ts": ts, "message": _without_metadata(message)}
+
+    def _api_chat_update(self, body: dict) -> dict:
+        error = self._check_message(body)
+        message = next((m for m in self.messages if m["ts"] == body.get("ts")), None)
+        if not error and message is None:
+            error = "message_not_found"
+        if error:
+            return {"ok": False, "error": error}
+        message["text"] = body.get("text", "")
+        if "blocks" in body:
+            message["blocks"] = _json_field(body["blocks"])
+        if body.get("metadata"):
+            message["metadata"] = _json_field(body["metadata"])
+        return {"ok": True, "channel": self.channel, "ts": message["ts"], "text": message["text"],
+                "message": _without_metadata(message)}
+
+    def _api_conversations_history(self, body: dict) -> dict:
+        if body.get("channel") != self.channel:
+            return {"ok": False, "error": "channel_not_found"}
+        newest_first = sorted(self.top_level(), key=lambda m: m["ts"], reverse=True)
+        return _page(newest_first, body)
+
+    def _api_conversations_replies(self, body: dict) -> dict:
+        if body.get("channel") != self.channel:
+            return {"ok": False, "error": "channel_not_found"}
+        parent = next((m for m in self.top_level() if m["ts"] == body.get("ts")), None)
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        return _page([parent] + sorted(self.replies(parent["ts"]), key=lambda m: m["ts"]), body)
+
+
+def _json_field(value: object) -> object:
+    """Form-encoded calls carry blocks and metadata as JSON strings; JSON calls as objects."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _without_metadata(message: dict) -> dict:
+    return {k: v for k, v in message.items() if k != "metadata"}
+
+
+def _page(messages: list[dict], body: dict) -> dict:
+    """One page of messages with Slack's cursor paging; metadata only with include_all_metadata."""
+    start = int(body.get("cursor") or 0)
+    limit = int(body.get("limit") or 100)
+    with_metadata = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+    page = [m if with_metadata else _without_metadata(m) for m in messages[start:start + limit]]
+    more = start + limit < len(messages)
+    return {"ok": True, "messages": [dict(m) for m in page], "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
+
+def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None) -> None:
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json; charset=utf-8")
+    handler.send_header("Content-Length", str(len(data)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
