@@ -128,3 +128,28 @@ def test_a_failing_run_never_shows_the_password(pg, ecm_env: Path) -> None:
     joined = "\n".join(texts)
     assert "refused the credentials" in joined
     assert secret not in joined
+
+
+@pytest.mark.parametrize("fault", ["connection refused", "statement timeout"])
+def test_a_warehouse_fault_fails_clearly_and_a_rerun_completes_without_duplicates(pg, demo_env, fault) -> None:
+    home, key = demo_env  # the sheet and the data of the demo; the warehouse is the session's PostgreSQL
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    broken = (WarehouseResource(host="127.0.0.1", port=port, user="reader", password="x", database="dev")
+              if fault == "connection refused" else WarehouseResource(url=pg["url"], statement_timeout_seconds=0.001))
+    result, instance = _run(key, broken)
+    assert not result.success
+    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    message = (error.cause or error).message
+    expected = "cannot reach the warehouse" if fault == "connection refused" else "exceeded the statement timeout"
+    assert expected in message
+
+    from ecm_pipeline.resources.sheet import LocalSheetStore
+
+    again, _ = _run(key, WarehouseResource(url=f"duckdb:///{home / 'warehouse.duckdb'}"))
+    assert again.success
+    tab = LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments")
+    open_rows = tab[tab["Status"].isin(["OPEN", "IN_PROGRESS", "ESCALATED"])]
+    assert not open_rows["Order ID"].duplicated().any()
+    assert (tab["Triage Run"] == key).sum() > 0

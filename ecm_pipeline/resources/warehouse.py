@@ -60,7 +60,7 @@ class WarehouseResource(dg.ConfigurableResource):
     user: str = ""
     password: str = ""
     database: str = ""
-    statement_timeout_seconds: int = 120
+    statement_timeout_seconds: float = 120
     connect_timeout_seconds: int = 10
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
@@ -97,7 +97,7 @@ class WarehouseResource(dg.ConfigurableResource):
                 connect_args = {"connect_timeout": self.connect_timeout_seconds, "application_name": "ecm-pipeline"}
             engine = sa.create_engine(url, connect_args=connect_args, poolclass=sa.pool.NullPool)
             if _is_postgres_family(url):
-                timeout_ms = int(self.statement_timeout_seconds * 1000)
+                timeout_ms = max(1, int(self.statement_timeout_seconds * 1000))
 
                 @sa.event.listens_for(engine, "connect")
                 def _session_setup(dbapi_connection, _record) -> None:
@@ -114,7 +114,7 @@ class WarehouseResource(dg.ConfigurableResource):
         reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
         lowered = reason.lower()
         if "statement timeout" in lowered or "canceling statement" in lowered:
-            return f"the warehouse query exceeded the statement timeout of {self.statement_timeout_seconds} s"
+            return f"the warehouse query exceeded the statement timeout of {self.statement_timeout_seconds:g} s"
         if "password authentication failed" in lowered or ("role" in lowered and "does not exist" in lowered):
             user = self.resolved_url().username
             return f"the warehouse at {self._where()} refused the credentials of user {user!r}: {reason}"
