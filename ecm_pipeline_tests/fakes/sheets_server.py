@@ -18,9 +18,11 @@ import re
 import socket
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from ecm_pipeline_tests.fakes.loopback import LoopbackServer
 
 ERRORS = {
     400: "INVALID_ARGUMENT",
@@ -100,36 +102,22 @@ class FakeSheets:
     _faults: list[_Fault] = field(default_factory=list)
     _sheet_ids: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> FakeSheets:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            do_POST = do_PUT = do_GET
-
-            def log_message(self, *args: object) -> None:
-                """Quiet: the test output is for the tests."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = LoopbackServer(self._handle)
         return self
 
     def stop(self) -> None:
         if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     @property
     def url(self) -> str:
         assert self._server, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     # --- test controls ---------------------------------------------------------------------------
     def add_tab(self, title: str, rows: list[list[Any]] | None = None) -> None:

@@ -15,8 +15,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
+
+from ecm_pipeline_tests.fakes.loopback import LoopbackServer
 
 MAX_BLOCKS = 50
 BOT = {"user": "U0ECMBOT", "bot_id": "B0ECMBOT", "app_id": "A0ECMAPP"}
@@ -50,36 +52,22 @@ class FakeSlack:
     _faults: dict[str, list[_Fault]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _seq: int = 0
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> FakeSlack:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-            do_GET = do_POST   # conversations.* are sent as GET with a query string
-
-            def log_message(self, *args: object) -> None:
-                """Quiet: the test output is for the tests."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = LoopbackServer(self._handle)
         return self
 
     def stop(self) -> None:
         if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     @property
     def url(self) -> str:
         assert self._server, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+        return f"http://127.0.0.1:{self._server.port}/api/"
 
     # --- faults ----------------------------------------------------------------------------------
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
