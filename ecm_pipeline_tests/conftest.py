@@ -170,6 +170,13 @@ def pg(tmp_path_factory: pytest.TempPathFactory, demo_tables) -> Iterator[dict]:
     server.cleanup()
 
 
+def pytest_configure() -> None:
+    # Every server the tests talk to is on 127.0.0.1; a proxy from the environment must not get in
+    # the way (slack_sdk ignores NO_PROXY).
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        os.environ.pop(name, None)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config.stash[_EXIT_STATUS] = int(exitstatus)
 

@@ -84,3 +84,48 @@ def test_check_on_a_real_postgres_warehouse(pg, demo_env, monkeypatch, capsys) -
     assert "warehouse  ok       postgresql+psycopg2://ecm_reader:***@/postgres" in out
     assert "contract tables present, with orders_goms_history" in out
     assert "reader-Pa55-word" not in out
+
+
+def test_check_tests_slack_for_real_and_never_prints_the_token(ecm_env, monkeypatch, capsys) -> None:
+    from ecm_pipeline_tests.fakes.slack_server import FakeSlack
+
+    fake = FakeSlack(token="xoxb-Real-Looking-Secret", channel="C0TEST").start()
+    try:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-Real-Looking-Secret")
+        monkeypatch.setenv("SLACK_CHANNEL_ID", "C0TEST")
+        monkeypatch.setenv("SLACK_API_BASE_URL", fake.url)
+        main(["check"])
+        out = capsys.readouterr().out
+        assert "slack      ok       Slack ok: bot" in out and "channel C0TEST" in out
+        assert [r.method for r in fake.requests][:1] == ["auth.test"]
+
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-Wrong-Secret")
+        main(["check"])
+        out = capsys.readouterr().out
+        assert "slack      failing" in out and "invalid_auth" in out and "check SLACK_BOT_TOKEN" in out
+        assert "xoxb-Wrong-Secret" not in out and "xoxb-Real-Looking-Secret" not in out
+    finally:
+        fake.stop()
+
+
+def test_check_opens_the_google_sheet_and_reads_its_headers(ecm_env) -> None:
+    import json
+
+    from ecm_pipeline.cli import _check_integration
+    from ecm_pipeline.resources.google_sheet import GoogleSheetResource
+    from ecm_pipeline.resources.sheet import TABS
+    from ecm_pipeline_tests.fakes.sheets_server import FakeSheets
+
+    fake = FakeSheets().start()
+    try:
+        for tab, columns in TABS.items():
+            fake.add_tab(tab, [columns])
+        key = json.dumps({"type": "service_account", "client_email": "bot@example.invalid",
+                          "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n",
+                          "token_uri": "https://oauth2.googleapis.com/token"})
+        resource = GoogleSheetResource(spreadsheet_id=fake.spreadsheet_id, service_account_json=key,
+                                       base_url=fake.url)
+        detail = _check_integration("sheet", resource)
+        assert "Agents, Assignments ok" in detail and "PRIVATE KEY" not in detail
+    finally:
+        fake.stop()
