@@ -18,7 +18,12 @@ setup: $(BIN)/ecm
 $(ECM_HOME)/warehouse.duckdb: | $(BIN)/ecm
 	$(BIN)/ecm demo
 
-run: setup $(ECM_HOME)/warehouse.duckdb  ## triage the latest tick and print the briefing
+# The Dagster instance (runs, metadata) lives in $(DAGSTER_HOME), configured by the project's dagster.yaml.
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: setup $(ECM_HOME)/warehouse.duckdb $(DAGSTER_HOME)/dagster.yaml  ## triage the latest tick and print the briefing
 	$(BIN)/ecm triage
 
 demo: setup
@@ -27,7 +32,7 @@ demo: setup
 check: setup
 	$(BIN)/ecm check
 
-dev: setup $(ECM_HOME)/warehouse.duckdb  ## the Dagster UI on http://127.0.0.1:3000
+dev: setup $(ECM_HOME)/warehouse.duckdb $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI on http://127.0.0.1:3000
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: setup

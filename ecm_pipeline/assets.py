@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from ecm_pipeline.domain import summary
-from ecm_pipeline.domain.assignment import STICKY_STATES, plan_assignments
+from ecm_pipeline.domain.assignment import STICKY_STATES, AssignmentPlan, plan_assignments
 from ecm_pipeline.domain.briefing import briefing_messages, triage_figures
 from ecm_pipeline.domain.classification import attach_catalogue, classify
 from ecm_pipeline.domain.qualification import auto_cancel_warning, flag_already_assigned, qualify
@@ -134,12 +134,13 @@ def scored_orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     })
 
 
-def _triage_outcome(scored: pd.DataFrame, tab: pd.DataFrame, plan, key: str) -> pd.DataFrame:
+def _triage_outcome(scored: pd.DataFrame, tab: pd.DataFrame, plan: AssignmentPlan, key: str,
+                    high_value_aed: float) -> pd.DataFrame:
     """One row per actionable order: what this tick did with it, and who has it."""
     sticky = tab[tab["Status"].str.strip().str.upper().isin(STICKY_STATES)]
     owner = sticky.drop_duplicates("Order ID", keep="last").set_index("Order ID")
     out = scored.copy()
-    out["high_value"] = out["amount_aed"] >= load_settings().assignment.high_value_aed
+    out["high_value"] = out["amount_aed"] >= high_value_aed
     out["agent_email"] = out["order_id"].map(owner["Assigned Agent"])
     out["agent_key"] = out["agent_email"].str.strip().str.lower()
     earlier_this_tick = out["order_id"].map(owner["Triage Run"]).eq(key)
@@ -171,7 +172,7 @@ def assignments(context: dg.AssetExecutionContext, lake: LakeResource,
     plan = plan_assignments(scored, roster, tab_before, settings.assignment, triage_run=key,
                             assigned_at=assigned_at)
     written = store.append_rows("Assignments", plan.new_rows)
-    outcome = _triage_outcome(scored, store.read_tab("Assignments"), plan, key)
+    outcome = _triage_outcome(scored, store.read_tab("Assignments"), plan, key, settings.assignment.high_value_aed)
     lake.write("assignment_agents", key, plan.agents)
     lake.write("assignments", key, outcome)
     if written == 0:

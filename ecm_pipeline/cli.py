@@ -19,10 +19,6 @@ from ecm_pipeline.settings import PROJECT_DIR, ConfigError, ecm_home, load_setti
 OK, MISSING, FAILING = "ok", "missing", "failing"
 
 
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line, no stack trace."""
-
-
 def _prepare_dagster_home() -> None:
     """Runs are recorded in a persistent instance so `make dev` shows them: $DAGSTER_HOME, by default
     $ECM_HOME/dagster, seeded with the project's dagster.yaml."""
@@ -188,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError) as exc:  # a mistake the user can fix: one line, no stack trace
         print(f"ecm {args.command}: {exc}", file=sys.stderr)
         return 2
 

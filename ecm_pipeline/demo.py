@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import string
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -81,7 +81,6 @@ class Scenario:
     manual: str | None = None
     rda: str | None = None
     expected: str | None = None     # the stuck_reason it is meant to produce (for seeding tickets)
-    tags: tuple[str, ...] = field(default=())
 
 
 AED_ACQ = ("CHECKOUT", "CHECKOUT", "LEANTECH", "UAE_MANUAL")
@@ -173,19 +172,16 @@ SCENARIOS: tuple[Scenario, ...] = (
              acquirer=EU_ACQ, falcon="PROCESSING", payout="PENDING", expected="uncategorized"),
     # --- noise the filters exist for (about 40 % of the raw stuck list) ---
     Scenario("declined_payment", GBP_EUR, "FAILED", "FAILED", backlog=160, payments=("FAILED",),
-             acquirer=EU_ACQ, tags=("unpaid",)),
+             acquirer=EU_ACQ),
     Scenario("abandoned_payment", {"AED": 0.5, "GBP": 0.5}, "PENDING", "PENDING", backlog=7, mean_days=0.6,
-             final=("FAILED", "CANCELLED"), payments=("INITIATED",), tags=("abandoned_payment",)),
+             final=("FAILED", "CANCELLED"), payments=("INITIATED",)),
     Scenario("abandoned_retry", GBP_EUR, "PENDING", "AWAIT_RETRY_INTENT", backlog=4, mean_days=0.6,
-             final=("FAILED", "CANCELLED"), acquirer=EU_ACQ, payments=("FAILED",), falcon="FAILED",
-             tags=("abandoned_retry",)),
+             final=("FAILED", "CANCELLED"), acquirer=EU_ACQ, payments=("FAILED",), falcon="FAILED"),
     Scenario("unpaid_uncategorized", {"AED": 1}, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=3,
-             mean_days=0.6, final=("FAILED", "CANCELLED"), payments=("FAILED",), falcon="FAILED",
-             tags=("uncategorized_unpaid",)),
-    Scenario("dead_order", GBP_EUR, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=55, acquirer=EU_ACQ,
-             tags=("dead_order",)),
+             mean_days=0.6, final=("FAILED", "CANCELLED"), payments=("FAILED",), falcon="FAILED"),
+    Scenario("dead_order", GBP_EUR, "PROCESSING_DEAL_IN", "FULFILLMENT_PENDING", backlog=55, acquirer=EU_ACQ),
     Scenario("aed_without_lulu", {"AED": 1}, "PROCESSING_DEAL_IN", "AWAIT_EXTERNAL_ACTION", backlog=40,
-             mean_days=20, rfi="REQUESTED", tags=("dead_no_lulu",)),
+             mean_days=20, rfi="REQUESTED"),
     Scenario("cnr_wait", {"AED": 1}, "PROCESSING_DEAL_IN", "CNR_RESERVED_WAIT", backlog=120, mean_days=5,
              lulu="TXN_TRANSMITTED", checkout="CAPTURED"),
     Scenario("never_started", {"AED": 0.6, "GBP": 0.4}, "PENDING", "INIT_PAYMENT", per_day=60, payments=()),

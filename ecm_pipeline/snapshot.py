@@ -40,8 +40,11 @@ class Snapshot:
     candidates: pd.DataFrame
     excluded: pd.DataFrame  # rows in the window left out for a reason that must be reported
     as_of: datetime
-    exact: bool
-    mode: str
+    mode: str  # history (exact), live (no history, taken at the tick: exact) or approximate
+
+    @property
+    def exact(self) -> bool:
+        return self.mode != "approximate"
 
 
 def snapshot_sql(with_history: bool) -> str:
@@ -104,4 +107,4 @@ def take_snapshot(warehouse: Warehouse, as_of: datetime, settings: Settings, *, 
     excluded = rows.loc[scope != "candidate", ["order_id", "currency", "status", "sub_state", "created_at"]].copy()
     excluded.insert(1, "exclusion", scope[scope != "candidate"].to_numpy())
     mode = "history" if has_history else ("live" if live else "approximate")
-    return Snapshot(candidates, excluded.reset_index(drop=True), as_of, exact=mode != "approximate", mode=mode)
+    return Snapshot(candidates, excluded.reset_index(drop=True), as_of, mode)

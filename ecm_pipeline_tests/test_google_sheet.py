@@ -413,6 +413,15 @@ def assert_no_open_duplicates(fake: FakeSheets) -> None:
     assert not sheet_rows.duplicated(["Order ID", "Triage Run"]).any()
 
 
+def assert_wrote_once(fake: FakeSheets, key: str, result: dg.ExecuteInProcessResult, rows_before: int) -> pd.DataFrame:
+    """The run's new tickets are in the sheet exactly once, and no order is open twice."""
+    mine = tab(fake)[lambda t: t["Triage Run"] == key]
+    assert len(mine) == new_assignments(result) > 0
+    assert len(tab(fake)) == rows_before + len(mine)
+    assert_no_open_duplicates(fake)
+    return mine
+
+
 def test_whole_chain_on_google_sheet_and_reruns_add_nothing(demo_env, bare_fake: FakeSheets, key_json: str) -> None:
     home, key = demo_env
     seed_from_demo(bare_fake, home)
@@ -422,10 +431,7 @@ def test_whole_chain_on_google_sheet_and_reruns_add_nothing(demo_env, bare_fake:
     instance = dg.DagsterInstance.ephemeral()
     result = run_chain(key, bare_fake, key_json, instance)
     assert result.success
-    mine = tab(bare_fake)[lambda t: t["Triage Run"] == key]
-    assert len(mine) == new_assignments(result) > 0
-    assert len(tab(bare_fake)) == rows_before + len(mine)
-    assert_no_open_duplicates(bare_fake)
+    mine = assert_wrote_once(bare_fake, key, result, rows_before)
     assert len(LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments")) == local_before
 
     for _ in range(10):
@@ -461,10 +467,7 @@ def test_whole_chain_survives_sheet_faults(demo_env, bare_fake: FakeSheets, key_
         bare_fake.clear_faults()
         result = run_chain(key, bare_fake, key_json, instance)
     assert result.success
-    mine = tab(bare_fake)[lambda t: t["Triage Run"] == key]
-    assert len(mine) == new_assignments(result) > 0
-    assert len(tab(bare_fake)) == rows_before + len(mine)
-    assert_no_open_duplicates(bare_fake)
+    assert_wrote_once(bare_fake, key, result, rows_before)
     # the fault happened: one failed append, none repeated after the lost one, four failed then the re-run's
     assert len(bare_fake.calls("append")) == {"500 once": 2, "response lost": 1, "500 every time": 5}[fault]
 

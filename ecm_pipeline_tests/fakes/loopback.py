@@ -1,10 +1,12 @@
-"""An HTTP server on 127.0.0.1 (a free port) in a background thread: the transport both fake APIs share."""
+"""The transport both fake APIs share: an HTTP server on 127.0.0.1 (a free port) in a background
+thread, and the start/stop/url lifecycle of a fake built on it."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 
 class LoopbackServer:
@@ -29,3 +31,28 @@ class LoopbackServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class LoopbackFake:
+    """Mixin for a fake API: answers every request with `self._handle(handler)`; `url_path` is the
+    path the client's base URL ends with. The subclass declares `_server: LoopbackServer | None = None`."""
+
+    url_path = ""
+    _server: LoopbackServer | None
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._server = LoopbackServer(self._handle)
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.stop()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server, "start() the fake first"
+        return f"http://127.0.0.1:{self._server.port}{self.url_path}"

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ecm_pipeline_tests.fakes.loopback import LoopbackServer
+from ecm_pipeline_tests.fakes.loopback import LoopbackFake, LoopbackServer
 
 ERRORS = {
     400: "INVALID_ARGUMENT",
@@ -92,7 +92,7 @@ def _text(value: Any) -> str:
 
 
 @dataclass
-class FakeSheets:
+class FakeSheets(LoopbackFake):
     """Start with `start()`, point `GoogleSheetResource(base_url=fake.url)` at it, `stop()` at the end."""
 
     spreadsheet_id: str = "sheet-test"
@@ -103,21 +103,6 @@ class FakeSheets:
     _sheet_ids: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: LoopbackServer | None = None
-
-    # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> FakeSheets:
-        self._server = LoopbackServer(self._handle)
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.stop()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        assert self._server, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.port}"
 
     # --- test controls ---------------------------------------------------------------------------
     def add_tab(self, title: str, rows: list[list[Any]] | None = None) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
-from ecm_pipeline_tests.fakes.loopback import LoopbackServer
+from ecm_pipeline_tests.fakes.loopback import LoopbackFake, LoopbackServer
 
 MAX_BLOCKS = 50
 BOT = {"user": "U0ECMBOT", "bot_id": "B0ECMBOT", "app_id": "A0ECMAPP"}
@@ -41,8 +41,10 @@ class _Fault:
 
 
 @dataclass
-class FakeSlack:
+class FakeSlack(LoopbackFake):
     """Start with `start()`, point `SlackApiResource(base_url=fake.url)` at it, `stop()` at the end."""
+
+    url_path = "/api/"
 
     token: str = "xoxb-test-secret"
     channel: str = "C0TEST"
@@ -53,21 +55,6 @@ class FakeSlack:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _seq: int = 0
     _server: LoopbackServer | None = None
-
-    # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> FakeSlack:
-        self._server = LoopbackServer(self._handle)
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.stop()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        assert self._server, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.port}/api/"
 
     # --- faults ----------------------------------------------------------------------------------
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
