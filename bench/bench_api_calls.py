@@ -31,7 +31,7 @@ import ecm_pipeline.quality as quality  # noqa: E402
 from ecm_pipeline.assets import triage_assets  # noqa: E402
 from ecm_pipeline.checks import quality_gates  # noqa: E402
 from ecm_pipeline.demo import generate_demo  # noqa: E402
-from ecm_pipeline.partitions import as_of_utc, current_partition_key  # noqa: E402
+from ecm_pipeline.partitions import as_of_utc, live_tick_key  # noqa: E402
 from ecm_pipeline.resources import environment_resources  # noqa: E402
 from ecm_pipeline.resources.google_sheet import GoogleSheetResource  # noqa: E402
 from ecm_pipeline.resources.sheet import TABS, LocalSheetStore  # noqa: E402
@@ -70,7 +70,7 @@ def seed_sheet(fake: FakeSheets, home: Path, agents: int) -> None:
 def run_case(orders: int, agents: int) -> dict:
     home = Path(tempfile.mkdtemp(prefix="ecm-bench-api-"))
     os.environ["ECM_HOME"] = str(home)
-    key = current_partition_key()
+    key = live_tick_key()
     generate_demo(home, seed=7, anchor=as_of_utc(key), scale=orders / BACKLOG_PER_SCALE)
     sheets, slack = FakeSheets(), FakeSlack()
     sheets.start()

@@ -1,39 +1,42 @@
-"""Quality gates: one Dagster asset check per expectation of `expectations/<asset>.json`.
+"""Quality gates: one Dagster asset check per expectation of `expectations/<asset>.json`, grouped in
+one multi-asset check per suite, so each gate can also be executed on its own from the UI.
 
-Checks with `critical` severity are blocking ERROR checks: when one fails, the rest of the triage in
-that run is skipped, the verdict is recorded (so later runs refuse the partition too) and the
-validation-failed alert is posted instead of the briefing.
+The checks are not partitioned, on purpose: Dagster's (preview) partitioned checks make the asset
+graph resolve every check's status tick by tick, which grows without bound (README, "Quality
+gates"); and a partitioned check in a single-run backfill records one evaluation for the whole
+range anyway. Instead each gate validates every partition of its run in one pass — a backfill of a
+month costs one validation, not ninety — and names the partitions that failed; the verdict for
+each partition is recorded on the evaluation (`gates.py`) for later runs to honour.
+
+Checks with `critical` severity are blocking ERROR checks: when one fails, the rest of the run is
+skipped, and on the live tick the validation alert is posted instead of the briefing.
 """
 
-import warnings
-from collections.abc import Iterator
+
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import pandas as pd
 
 from ecm_pipeline.domain.briefing import GateFailure, validation_alert
-from ecm_pipeline.domain.gate_frames import assignment_frames, backlog_frames
+from ecm_pipeline.domain.gate_frames import assignment_frames, backlog_frames, gate_parameters, stacked
 from ecm_pipeline.domain.roster import parse_roster
-from ecm_pipeline.gates import record_verdict
-from ecm_pipeline.partitions import as_of_utc, tick_of, triage_partitions
-from ecm_pipeline.quality import Outcome, load_suite, suite_path, validate
-from ecm_pipeline.resources.lake import LakeResource
+from ecm_pipeline.domain.snapshot import SNAPSHOT_COLUMNS
+from ecm_pipeline.gates import verdict_metadata
+from ecm_pipeline.partitions import as_of_utc, tick_of
+from ecm_pipeline.quality import PARTITION, Outcome, load_suite, suite_path, validate
+from ecm_pipeline.resources.lake import LakeFrame, LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStoreResource
-from ecm_pipeline.resources.slack import SlackDestinationResource, posting_blocked
+from ecm_pipeline.resources.slack import SlackDestinationResource
+from ecm_pipeline.run_context import partition_keys, side_effects_blocked
 from ecm_pipeline.settings import load_catalogue, load_settings
-from ecm_pipeline.snapshot import SNAPSHOT_COLUMNS
+
+FrameBuilder = Callable[[dict[str, LakeFrame]], tuple[dict[str, pd.DataFrame], dict, dict[str, int]]]
 
 
 def gate_specs(asset: str) -> list[dg.AssetCheckSpec]:
-    # Partitioned checks are a Dagster 1.13 preview; they give per-tick check history in the UI,
-    # which is what data engineers need here, so the preview warning is expected.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [
-            dg.AssetCheckSpec(e.check_name, asset=asset, blocking=e.blocking, description=e.description,
-                              partitions_def=triage_partitions)
-            for e in load_suite(suite_path(asset)).expectations
-        ]
+    return [dg.AssetCheckSpec(e.check_name, asset=asset, blocking=e.blocking, description=e.description)
+            for e in load_suite(suite_path(asset)).expectations]
 
 
 def _metadata(outcome: Outcome) -> dict:
@@ -41,78 +44,124 @@ def _metadata(outcome: Outcome) -> dict:
             for k, v in outcome.metadata.items() if v is not None}
 
 
-def _run_gate(context: dg.AssetCheckExecutionContext, asset: str, frames: dict[str, pd.DataFrame],
-              parameters: dict, counts: dict[str, int], lake: LakeResource,
-              slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
-    key = context.partition_key
-    outcomes = validate(load_suite(suite_path(asset)), frames, parameters)
-    failures = record_verdict(lake, key, asset, outcomes)
+def gate_scope(context: dg.AssetCheckExecutionContext, asset: str, lake: LakeResource) -> dict[str, LakeFrame]:
+    """The partitions this gate validates. In a run that materializes the asset: what the asset
+    wrote in this run (a step that acts for the live tick only writes nothing for other ticks). In
+    a run of the checks alone: the run's partitions as the lake holds them now, or the asset's latest
+    materialized partition when the run has none (as when executed from the asset's Checks tab)."""
+    keys = partition_keys(context)
+    if keys:
+        frames = {key: lake.read(asset, key) for key in keys if lake.path(asset, key).exists()}
+        selection = context.run.asset_selection
+        if selection is None or dg.AssetKey(asset) in selection:
+            frames = {key: f for key, f in frames.items() if f.run_id == context.run.run_id}
+        return frames
+    latest = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    partition = latest.dagster_event.partition if latest and latest.dagster_event else None
+    return {partition: lake.read(asset, partition)} if partition else {}
+
+
+def run_gate(context: dg.AssetCheckExecutionContext, asset: str, lake: LakeResource,
+             slack: SlackDestinationResource, build: FrameBuilder) -> Iterator[dg.AssetCheckResult]:
+    suite = load_suite(suite_path(asset))
+    inputs = gate_scope(context, asset, lake)
+    keys = sorted(inputs)
+    if not keys:
+        for e in suite.expectations:
+            yield dg.AssetCheckResult(check_name=e.check_name, asset_key=asset, passed=True,
+                                      description=f"nothing to check: no {asset} partition was written",
+                                      metadata={"partitions_checked": 0})
+        return
+    frames, parameters, counts = build(inputs)
+    outcomes = validate(suite, frames, parameters, keys)
     for o in outcomes:
         if not o.passed:
             log = context.log.error if o.expectation.blocking else context.log.warning
             log(f"quality gate {asset}.{o.expectation.check_name} {'errored' if o.errored else 'failed'}: {o.summary}")
-    for o in outcomes:
+    verdicts = verdict_metadata({key: inputs[key].version for key in keys}, outcomes)
+    for i, o in enumerate(outcomes):
+        metadata = {**_metadata(o), "partitions_checked": len(keys)}
+        metadata["partition" if len(keys) == 1 else "partition_range"] = (
+            keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}")
+        if i == 0:   # the anchor carries the verdict of every expectation, per partition
+            metadata |= {name: dg.MetadataValue.json(value) for name, value in verdicts.items()}
         yield dg.AssetCheckResult(
             check_name=o.expectation.check_name,
             asset_key=asset,
             passed=o.passed,
             severity=dg.AssetCheckSeverity.ERROR if o.expectation.blocking else dg.AssetCheckSeverity.WARN,
             description=o.expectation.description if o.passed else o.summary or o.expectation.description,
-            metadata=_metadata(o),
+            metadata=metadata,
         )
+    failures = [o for o in outcomes if o.expectation.blocking and not o.passed]
     if failures:  # after the results, so a Slack outage cannot hide them
-        tick = tick_of(key)
-        alert = validation_alert(
-            tick, [GateFailure(asset, f.expectation.check_name, f.summary) for f in failures], counts)
-        blocked = posting_blocked(context.run.tags, tick, load_settings().slack.post_max_age_hours)
-        if blocked:
-            context.log.info(f"validation alert not posted: {blocked}")
-            return
-        try:
-            slack.publish([alert], key)
-        except Exception as exc:  # the blocking check already stops the run; say the alert is missing
-            context.log.error(f"validation alert could not be posted to {slack.describe()}: {exc}")
+        _alert(context, asset, keys, failures, counts, slack)
 
 
-@dg.multi_asset_check(specs=gate_specs("stuck_orders"), name="stuck_orders_quality_gate")
-def stuck_orders_quality_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource,
-                              slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
+def _alert(context: dg.AssetCheckExecutionContext, asset: str, keys: list[str], failures: list[Outcome],
+           counts: dict[str, int], slack: SlackDestinationResource) -> None:
+    blocked = side_effects_blocked(context, keys)
+    if blocked:
+        context.log.info(f"validation alert not posted: {blocked}")
+        return
+    key = keys[0]
+    alert = validation_alert(tick_of(key), [GateFailure(asset, f.expectation.check_name, f.summary) for f in failures],
+                             counts)
+    try:
+        slack.publish([alert], key)
+    except Exception as exc:  # the blocking check already stops the run; say the alert is missing
+        context.log.error(f"validation alert could not be posted to {slack.describe()}: {exc}")
+
+
+@dg.multi_asset_check(specs=gate_specs("stuck_orders"), name="stuck_orders_contract")
+def stuck_orders_contract(context: dg.AssetCheckExecutionContext, lake: LakeResource,
+                          slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
     """The snapshot honours the warehouse contract (expectations/stuck_orders.json)."""
-    key = context.partition_key
-    snapshot = lake.read("stuck_orders", key)
-    yield from _run_gate(
-        context, "stuck_orders", {"orders": snapshot},
-        {"as_of": pd.Timestamp(as_of_utc(key)), "snapshot_columns": list(SNAPSHOT_COLUMNS)},
-        {"candidates": len(snapshot)}, lake, slack)
+
+    def build(inputs: dict[str, LakeFrame]):
+        snapshots = {key: f.frame for key, f in inputs.items()}
+        orders = stacked(snapshots, as_of={key: pd.Timestamp(as_of_utc(key)) for key in inputs})
+        parameters = {"snapshot_columns": [*SNAPSHOT_COLUMNS, PARTITION, "as_of"]}
+        return {"orders": orders}, parameters, {"candidates": sum(len(f) for f in snapshots.values())}
+
+    yield from run_gate(context, "stuck_orders", lake, slack, build)
 
 
-@dg.multi_asset_check(specs=gate_specs("qualified_orders"), name="qualified_orders_quality_gate")
-def qualified_orders_quality_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource,
-                                  slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
+@dg.multi_asset_check(specs=gate_specs("qualified_orders"), name="qualified_orders_business_rules")
+def qualified_orders_business_rules(context: dg.AssetCheckExecutionContext, lake: LakeResource,
+                                    slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
     """The actionable backlog looks like the business (expectations/qualified_orders.json)."""
     settings = load_settings()
-    key = context.partition_key
-    qualified = lake.read("qualified_orders", key)
-    counts = {"qualified": len(qualified), "disqualified": len(lake.read("disqualified_orders", key))}
-    yield from _run_gate(
-        context, "qualified_orders", backlog_frames(qualified, settings.qualification),
-        {"currencies": list(settings.snapshot.currencies), "stuck_reasons": list(load_catalogue().reasons)},
-        counts, lake, slack)
+
+    def build(inputs: dict[str, LakeFrame]):
+        qualified = {key: f.frame for key, f in inputs.items()}
+        parameters = {"currencies": list(settings.snapshot.currencies),
+                      "stuck_reasons": list(load_catalogue().reasons), **gate_parameters(settings.gates)}
+        counts = {"qualified": sum(len(f) for f in qualified.values())}
+        return backlog_frames(qualified, settings.qualification, settings.gates), parameters, counts
+
+    yield from run_gate(context, "qualified_orders", lake, slack, build)
 
 
-@dg.multi_asset_check(specs=gate_specs("assignments"), name="assignments_quality_gate")
-def assignments_quality_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource, sheet: AssignmentStoreResource,
-                             slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
+@dg.multi_asset_check(specs=gate_specs("assignments"), name="assignments_invariants")
+def assignments_invariants(context: dg.AssetCheckExecutionContext, lake: LakeResource,
+                           sheet: AssignmentStoreResource,
+                           slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
     """The Sheet keeps the assignment invariants after this tick's write (expectations/assignments.json)."""
     settings = load_settings()
-    key = context.partition_key
-    outcome = lake.read("assignments", key)
-    store = sheet.store()
-    roster, _ = parse_roster(store.read_tab("Agents"), settings.assignment)
-    frames = assignment_frames(outcome, store.read_tab("Assignments"), lake.read("assignment_agents", key), roster)
-    counts = {"assigned this tick": len(frames["assigned"]),
-              "overflow": int((outcome["assignment"] == "overflow").sum())}
-    yield from _run_gate(context, "assignments", frames, {}, counts, lake, slack)
+
+    def build(inputs: dict[str, LakeFrame]):
+        tabs = sheet.store().read_tabs(["Agents", "Assignments"])
+        roster, _ = parse_roster(tabs["Agents"], settings.assignment)
+        per_key = [assignment_frames(key, f.frame, tabs["Assignments"], lake.read("assignment_agents", key).frame,
+                                     roster) for key, f in inputs.items()]
+        frames = {name: pd.concat([p[name] for p in per_key], ignore_index=True) for name in per_key[0]}
+        outcome = pd.concat([f.frame for f in inputs.values()], ignore_index=True)
+        counts = {"assigned this tick": len(frames["assigned"]),
+                  "overflow": int((outcome["assignment"] == "overflow").sum()) if len(outcome) else 0}
+        return frames, {}, counts
+
+    yield from run_gate(context, "assignments", lake, slack, build)
 
 
-quality_gates = [stuck_orders_quality_gate, qualified_orders_quality_gate, assignments_quality_gate]
+quality_gates = [stuck_orders_contract, qualified_orders_business_rules, assignments_invariants]

@@ -20,7 +20,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ecm_pipeline.resources.sheet import AGENT_COLUMNS, ASSIGNMENT_COLUMNS, LocalSheetStore
+from ecm_pipeline.domain.tickets import AGENT_COLUMNS, ASSIGNMENT_COLUMNS
+from ecm_pipeline.resources.sheet import LocalSheetStore
+from ecm_pipeline.settings import load_settings
 
 HOUR = np.timedelta64(3600, "s")
 DAY = 24 * HOUR
@@ -53,8 +55,12 @@ SCHEMA = {
     "orders_goms_history": "order_id VARCHAR, status VARCHAR, sub_state VARCHAR, changed_at TIMESTAMP",
 }
 
-VDA_API_PARTNERS = ("YBL_API", "HDFC_API", "SINGHAI_2025_V2", "VELTOPAYZ_V4")
-BULK_PARTNERS = ("VELTOPAYZ_HVT_BULK", "VELTOPAYZ_KPR_BULK", "TANGOPE_V3")
+# Partners from the catalogue in the settings (facts §2.4): the bulk ones, the RDA one, and API
+# partners (two outside the catalogue, two that batch only above the receive-amount threshold).
+_partners = load_settings().partners
+RDA_PARTNER = _partners.rda[0]
+VDA_API_PARTNERS = ("YBL_API", "HDFC_API", *_partners.bulk_above_threshold[:2])
+BULK_PARTNERS = _partners.bulk
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Scenario:
     payments: tuple[str, ...] = ("COMPLETED",)
     falcon: str | None = None
     payout: str | None = None
-    partners: tuple[str, ...] = ("VANCE_RDA",)
+    partners: tuple[str, ...] = (RDA_PARTNER,)
     lulu: str | None = None
     rfi: str | None = None
     trm: bool = False
@@ -90,10 +96,10 @@ GBP_EUR = {"GBP": 0.85, "EUR": 0.15}
 SCENARIOS: tuple[Scenario, ...] = (
     # --- healthy traffic: completes within hours ---
     Scenario("completed_aed", {"AED": 1.0}, "COMPLETED", "COMPLETED", per_day=1750, acquirer=AED_ACQ,
-             falcon="COMPLETED", payout="COMPLETED", partners=("VANCE_RDA",) + VDA_API_PARTNERS,
+             falcon="COMPLETED", payout="COMPLETED", partners=(RDA_PARTNER, *VDA_API_PARTNERS),
              lulu="CREDITED", checkout="CAPTURED"),
     Scenario("completed_gbp_eur", {"GBP": 0.85, "EUR": 0.15}, "COMPLETED", "COMPLETED", per_day=1050,
-             acquirer=EU_ACQ, falcon="COMPLETED", payout="COMPLETED", partners=("VANCE_RDA",) + VDA_API_PARTNERS),
+             acquirer=EU_ACQ, falcon="COMPLETED", payout="COMPLETED", partners=(RDA_PARTNER, *VDA_API_PARTNERS)),
     # R2: completed but Falcon failed. Never a batch candidate (status COMPLETED); `order ID` finds it.
     Scenario("falcon_failed_completed", {"AED": 0.5, "GBP": 0.5}, "COMPLETED", "COMPLETED", per_day=0.6,
              falcon="FAILED", payout="COMPLETED", lulu="CREDITED", expected="falcon_failed_order_completed_issue"),
@@ -196,13 +202,13 @@ AMOUNT = {"AED": (2400.0, 260.0, 60100.0), "GBP": (480.0, 20.0, 12000.0), "EUR":
 TO_AED = {"AED": 1.0, "GBP": 4.9, "EUR": 4.25, "USD": 3.67}
 
 AGENTS = [
-    ("amira.haddad@aspora.example", "Amira Haddad", "Ops", "@amira", "TRUE", "12"),
-    ("rahul.menon@aspora.example", "Rahul Menon", "Ops", "@rahul", "true", "10"),
-    ("sara.khan@aspora.example", "Sara Khan", "KYC_ops", "@sara", "yes", ""),
-    ("li.wei@aspora.example", "Li Wei", "VDA_ops", "@liwei", "1", "8"),
-    ("omar.farouk@aspora.example", "Omar Farouk", "Manager", "@omar", "TRUE", "15"),
-    ("daniel.brooks@aspora.example", "Daniel Brooks", "Ops", "@daniel", "FALSE", "10"),
-    ("test.agent@aspora.example", "ECM Test Account", "Ops", "@ecm-test", "TRUE", "50"),
+    ("amira.haddad@aspora.example", "Amira Haddad", "Ops", "U07AMIRA01", "TRUE", "12"),
+    ("rahul.menon@aspora.example", "Rahul Menon", "Ops", "U07RAHUL02", "true", "10"),
+    ("sara.khan@aspora.example", "Sara Khan", "KYC_ops", "U07SARAK03", "yes", ""),
+    ("li.wei@aspora.example", "Li Wei", "VDA_ops", "U07LIWEI04", "1", "8"),
+    ("omar.farouk@aspora.example", "Omar Farouk", "Manager", "U07OMARF05", "TRUE", "15"),
+    ("daniel.brooks@aspora.example", "Daniel Brooks", "Ops", "U07DANBR06", "FALSE", "10"),
+    ("test.agent@aspora.example", "ECM Test Account", "Ops", "U07ECMTST7", "TRUE", "50"),
 ]
 
 

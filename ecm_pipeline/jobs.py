@@ -1,31 +1,25 @@
 """The triage job and the schedule that runs it at every tick."""
 
-
-from datetime import datetime
-
 import dagster as dg
 
 from ecm_pipeline.assets import GROUP
-from ecm_pipeline.partitions import TIMEZONE, current_partition_key, triage_partitions
-from ecm_pipeline.settings import load_settings
+from ecm_pipeline.partitions import triage_partitions
+
+TRIAGE_JOB = "ecm_triage"
 
 triage_job = dg.define_asset_job(
-    "ecm_triage",
+    TRIAGE_JOB,
     selection=dg.AssetSelection.groups(GROUP),
     partitions_def=triage_partitions,
-    executor_def=dg.in_process_executor,
     description="Snapshot, qualify, score, assign and brief one tick.",
+    tags={"ecm/job": "triage"},
 )
 
-
-@dg.schedule(
-    job=triage_job,
-    cron_schedule=load_settings().schedule.cron,
-    execution_timezone=str(TIMEZONE),
+# The partitions definition carries the cron and the timezone; with end_offset=1 the partition a
+# tick requests is the window that starts at that tick, so the 14:00 run triages ...-14:00.
+triage_schedule = dg.build_schedule_from_partitioned_job(
+    triage_job,
+    name="triage_schedule",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Triage at every tick; the 14:00 run materializes partition ...-14:00 as of 14:00.",
 )
-def triage_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    tick: datetime = context.scheduled_execution_time
-    key = current_partition_key(tick)
-    return dg.RunRequest(run_key=key, partition_key=key)

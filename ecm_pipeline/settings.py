@@ -1,29 +1,36 @@
 """Business settings (one versioned YAML file) and the stuck-reason catalogue, as typed objects.
 
-Settings are not secrets: they may be read at import time. `ECM_SETTINGS` points at an
-override file; `ECM_HOME` says where local state lives (default `.ecm/` in the working directory).
+Settings are not secrets: they may be read at import time. The packaged `settings.yaml` holds the
+defaults; `$ECM_HOME/settings.yaml` (written by `ecm demo`) and then the file `$ECM_SETTINGS` names
+are deep-merged over them, so an override file only needs the keys it changes. `ECM_HOME` says
+where local state lives (default `.ecm/` in the working directory).
 """
 
 from __future__ import annotations
 
 import os
 from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = PACKAGE_DIR.parent
-SQL_DIR = PROJECT_DIR / "sql"
-DEFAULT_SETTINGS_FILE = PACKAGE_DIR / "settings.yaml"
-CATALOGUE_FILE = PACKAGE_DIR / "stuck_reasons.yaml"
-RULES_FILE = PACKAGE_DIR / "classification_rules.yaml"
+PACKAGE = resources.files("ecm_pipeline")
+DEFAULT_SETTINGS_FILE = PACKAGE / "settings.yaml"
+CATALOGUE_FILE = PACKAGE / "stuck_reasons.yaml"
+RULES_FILE = PACKAGE / "classification_rules.yaml"
 
 
 class ConfigError(Exception):
     """A configuration file is missing or malformed; the message names the file and the field."""
+
+
+def package_file(package: str, name: str) -> Traversable:
+    """A data file shipped in the package (`ecm_pipeline.sql`, `ecm_pipeline.expectations`)."""
+    return resources.files(package) / name
 
 
 class _Model(BaseModel):
@@ -37,7 +44,22 @@ class SnapshotSettings(_Model):
     statuses: tuple[str, ...]
     actionable_sub_states: tuple[str, ...]
     never_sub_states: tuple[str, ...]
-    statement_timeout_seconds: int = 120
+    statement_timeout_seconds: float = Field(default=120, gt=0)
+
+
+class CategorySettings(_Model):
+    """Hours-stuck limits: above `critical` an order is critical, and so on."""
+
+    critical: float = 36
+    action_required: float = 24
+    warning: float = 12
+
+
+class PartnerSettings(_Model):
+    bulk_if_receive_above: float = 50000
+    bulk_above_threshold: tuple[str, ...] = ()
+    bulk: tuple[str, ...] = ()
+    rda: tuple[str, ...] = ()
 
 
 class QualificationSettings(_Model):
@@ -59,15 +81,27 @@ class ScoringSettings(_Model):
 
 class AssignmentSettings(_Model):
     high_value_aed: float = 5000
-    default_max_tickets: int = 10
+    default_max_tickets: int = Field(default=10, ge=0)
+    max_tickets_limit: int = Field(default=200, ge=0)
     mode: Literal["single_pool", "team_first"] = "single_pool"
     roster_exclusions: tuple[str, ...] = ()
+
+
+class GateSettings(_Model):
+    backlog_stop: int = 2000
+    backlog_red_flag: int = 1000
+    backlog_expected: tuple[int, int] = (200, 600)
+    all_aed_min_orders: int = 50
+    gbp_eur_share_max: float = 0.8
+    aed_share_expected: tuple[float, float] = (0.5, 0.7)
+    gbp_share_expected: tuple[float, float] = (0.25, 0.4)
+    eur_share_expected: tuple[float, float] = (0.01, 0.1)
 
 
 class ScheduleSettings(_Model):
     timezone: str = "Asia/Dubai"
     ticks: tuple[str, ...] = ("07:00", "14:00", "20:00")
-    first_partition: str = "2026-01-01-07:00"
+    go_live: str = "2026-11-01-07:00"
 
     @property
     def cron(self) -> str:
@@ -78,18 +112,28 @@ class ScheduleSettings(_Model):
         return f"{minutes.pop()} {','.join(str(h) for h in hours)} * * *"
 
 
+class SheetSettings(_Model):
+    settle_seconds: float = Field(default=2.0, ge=0)
+    lock_timeout_seconds: float = Field(default=300, gt=0)
+
+
 class SlackSettings(_Model):
-    post_max_age_hours: float = 24
     sheet_url: str = ""
+    retries: int = Field(default=4, ge=0)
+    retry_delay_seconds: float = Field(default=30, ge=0)
 
 
 class Settings(_Model):
     snapshot: SnapshotSettings
+    categories: CategorySettings = CategorySettings()
     fx_to_aed: dict[str, float]
+    partners: PartnerSettings = PartnerSettings()
     qualification: QualificationSettings = QualificationSettings()
     scoring: ScoringSettings
     assignment: AssignmentSettings = AssignmentSettings()
+    gates: GateSettings = GateSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    sheet: SheetSettings = SheetSettings()
     slack: SlackSettings = SlackSettings()
 
     @model_validator(mode="after")
@@ -102,13 +146,14 @@ class Settings(_Model):
 
 class Reason(_Model):
     team: str
-    sla_hours: float
+    sla_hours: float = Field(gt=0)
     severity: float = Field(ge=0, le=1)
     no_action: bool = False
     customer_impact: bool = False
     runbook: str
     action: str
     escalation: str = ""
+    steps: tuple[str, ...] = ()
 
 
 class Catalogue(_Model):
@@ -123,7 +168,7 @@ class Catalogue(_Model):
         return self
 
 
-def _load_yaml(path: Path) -> dict:
+def _load_yaml(path: Traversable | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:
@@ -135,34 +180,52 @@ def _load_yaml(path: Path) -> dict:
     return data
 
 
-def _validated(model: type[BaseModel], path: Path):
+def _merged(base: dict, overlay: dict) -> dict:
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
+
+
+def _validated(model: type[BaseModel], path: Traversable | Path):
     try:
         return model.model_validate(_load_yaml(path))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
-
-
-def settings_path() -> Path:
-    return Path(os.environ.get("ECM_SETTINGS") or DEFAULT_SETTINGS_FILE)
-
-
-@cache
-def _settings_at(path: Path) -> Settings:
-    return _validated(Settings, path)
-
-
-def load_settings(path: Path | None = None) -> Settings:
-    return _settings_at(Path(path) if path else settings_path())
-
-
-@cache
-def load_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
-    return _validated(Catalogue, path)
+        raise ConfigError(f"{path}: {_problems(exc)}") from None
 
 
 def ecm_home() -> Path:
     """Where local state lives: warehouse, sheet, outbox, lake. Resolved when called."""
     return Path(os.environ.get("ECM_HOME") or ".ecm").resolve()
+
+
+def settings_overlays() -> tuple[Path, ...]:
+    """The override files in force, in the order they apply."""
+    local = ecm_home() / "settings.yaml"
+    explicit = os.environ.get("ECM_SETTINGS")
+    return tuple(p for p in (local if local.exists() else None, Path(explicit) if explicit else None) if p)
+
+
+@cache
+def _settings_from(overlays: tuple[Path, ...]) -> Settings:
+    data = _load_yaml(DEFAULT_SETTINGS_FILE)
+    for path in overlays:
+        data = _merged(data, _load_yaml(path))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        where = ", ".join(str(p) for p in overlays) or str(DEFAULT_SETTINGS_FILE)
+        raise ConfigError(f"{where}: {_problems(exc)}") from None
+
+
+def load_settings() -> Settings:
+    return _settings_from(settings_overlays())
+
+
+@cache
+def load_catalogue(path: Traversable | Path = CATALOGUE_FILE) -> Catalogue:
+    return _validated(Catalogue, path)

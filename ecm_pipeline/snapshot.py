@@ -1,33 +1,33 @@
-"""The `stuck_orders` snapshot: the SQL extract (sql/stuck_orders.sql) plus the derived columns
-that are pure arithmetic on it (age, buckets, AED value), computed in pandas so that date math
-cannot drift between Redshift, PostgreSQL and DuckDB."""
+"""The `stuck_orders` snapshots: one set-based query (sql/stuck_orders.sql, a Jinja template) for any
+number of ticks, split into one snapshot per tick, plus the derived columns of the domain.
+
+Many ticks cost one query, not one per tick: the template joins the orders' state intervals with
+the ticks, so a backfill of a month reads each table once."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Protocol
 
-import numpy as np
+import jinja2
 import pandas as pd
 
-from ecm_pipeline.settings import SQL_DIR, Settings
+from ecm_pipeline.domain.snapshot import EXCLUDED_COLUMNS, derive_columns
+from ecm_pipeline.settings import Settings, package_file
 
 HISTORY_TABLE = "orders_goms_history"
+# Without the history table, a snapshot taken this long after its tick cannot place orders whose
+# state changed in between (they may have been stuck at the tick and be completed now).
+LIVE_TOLERANCE = timedelta(hours=1)
+NO_HISTORY_NOTE = ("the warehouse has no orders_goms_history: an order whose state changed after the tick "
+                   "(completed since, say) cannot be placed at it")
 CONTRACT_TABLES = (
     "orders_goms", "payments_goms", "falcon_transactions_v2", "transaction_payout", "lulu_data", "transfer_rfi",
     "uae_manual_payments", "checkout_payment_data", "fulfillments_goms", "rda_fulfillments", HISTORY_TABLE,
 )
-SNAPSHOT_COLUMNS = (
-    "order_id", "owner_id", "status", "sub_state", "currency", "send_amount", "receive_amount", "acquirer",
-    "created_at", "updated_at", "payment_status", "has_completed_payment", "payment_attempts", "falcon_status",
-    "ftv_transaction_id", "has_lulu", "lulu_status", "lulu_main_status", "lulu_client", "has_payout",
-    "payout_status", "payout_partner", "partner_class", "has_rfi", "rfi_status", "rfi_type", "rfi_created_at",
-    "rfi_modified_at", "manual_payment_status", "checkout_status", "has_trm", "trm_seconds", "rda_status",
-    "hours_stuck", "time_bucket", "category", "amount_aed",
-)
-_ORDER_STATE_BLOCK = re.compile(r"-- order_state:begin.*?-- order_state:end", re.DOTALL)
 
 
 class Warehouse(Protocol):
@@ -37,74 +37,86 @@ class Warehouse(Protocol):
 
 @dataclass(frozen=True)
 class Snapshot:
-    candidates: pd.DataFrame
-    excluded: pd.DataFrame  # rows in the window left out for a reason that must be reported
-    as_of: datetime
-    mode: str  # history (exact), live (no history, taken at the tick: exact) or approximate
+    as_of: datetime                 # the tick, naive UTC
+    candidates: pd.DataFrame        # the SPEC §4 contract, one row per order
+    excluded: pd.DataFrame          # rows in the window left out for a reason that must be reported
+    note: str = ""                  # what makes the whole snapshot approximate, if anything
 
     @property
-    def exact(self) -> bool:
-        return self.mode != "approximate"
+    def approximate_orders(self) -> int:
+        return int((self.candidates["approximate_fields"] != "").sum())
+
+    @property
+    def mode(self) -> str:
+        """`exact` when every field of every order is known as of the tick, else `approximate`."""
+        return "approximate" if self.approximate_orders or self.note else "exact"
+
+    def reason(self) -> str:
+        """Why the snapshot is approximate, field by field; '' when exact."""
+        parts = [self.note] if self.note else []
+        if self.approximate_orders:
+            fields = self.candidates["approximate_fields"].str.split(",").explode()
+            counts = fields[fields != ""].value_counts()
+            detail = ", ".join(f"{field} ({n})" for field, n in counts.items())
+            parts.append(f"{self.approximate_orders} of {len(self.candidates)} orders have fields the warehouse "
+                         f"only knows as changed after the tick: {detail}")
+        return "; ".join(parts)
 
 
-def snapshot_sql(with_history: bool) -> str:
-    sql = (SQL_DIR / "stuck_orders.sql").read_text()
-    if with_history:
-        return sql
-    current = (SQL_DIR / "order_state_current.sql").read_text()
-    return _ORDER_STATE_BLOCK.sub(lambda _: current, sql)
+@cache
+def _template() -> jinja2.Template:
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    return environment.from_string(package_file("ecm_pipeline.sql", "stuck_orders.sql").read_text())
 
 
-def snapshot_params(as_of: datetime, settings: Settings) -> dict:
+@cache
+def snapshot_sql(n_ticks: int, with_history: bool, one_order: bool = False) -> str:
+    return _template().render(n_ticks=n_ticks, with_history=with_history, one_order=one_order)
+
+
+def snapshot_params(ticks: Sequence[datetime], settings: Settings, order_id: str | None = None) -> dict:
     cfg = settings.snapshot
-    return {
-        "as_of": as_of,
-        "window_start": as_of - timedelta(days=cfg.window_days),
-        "newest_created": as_of - timedelta(hours=cfg.min_age_hours),
+    window, min_age = timedelta(days=cfg.window_days), timedelta(hours=cfg.min_age_hours)
+    params: dict = {
+        "first_window_start": min(ticks) - window,
+        "last_newest_created": max(ticks) - min_age,
+        "last_as_of": max(ticks),
         "currencies": list(cfg.currencies),
         "statuses": list(cfg.statuses),
         "actionable_sub_states": list(cfg.actionable_sub_states),
         "never_sub_states": list(cfg.never_sub_states),
     }
+    for i, tick in enumerate(ticks):
+        params |= {f"as_of_{i}": tick, f"window_start_{i}": tick - window, f"newest_created_{i}": tick - min_age}
+    if order_id is not None:
+        params["order_ids"] = [order_id]
+    return params
 
 
-def time_bucket(hours: pd.Series) -> np.ndarray:
-    h = hours.to_numpy(dtype=float)
-    return np.select(
-        [(h >= 12) & (h <= 24), (h > 24) & (h <= 48), h > 48],
-        ["12_hr_bucket", "24_hr_bucket", "48_hr_bucket"],
-        default="0_bucket",
-    )
-
-
-def category(hours: pd.Series) -> np.ndarray:
-    h = hours.to_numpy(dtype=float)
-    return np.select([h > 36, h > 24, h > 12], ["critical", "action_required", "warning"], default="level_zero")
-
-
-def derive_columns(extract: pd.DataFrame, as_of: datetime, settings: Settings) -> pd.DataFrame:
-    out = extract.copy()
-    for column in ("created_at", "updated_at", "rfi_created_at", "rfi_modified_at"):
-        out[column] = pd.to_datetime(out[column])
-    for column in ("has_completed_payment", "has_lulu", "has_payout", "has_rfi", "has_trm"):
-        out[column] = out[column].fillna(False).astype(bool)
-    out["send_amount"] = pd.to_numeric(out["send_amount"], errors="coerce")
-    out["receive_amount"] = pd.to_numeric(out["receive_amount"], errors="coerce")
-    out["payment_attempts"] = out["payment_attempts"].fillna(0).astype("int64")
-    out["hours_stuck"] = ((pd.Timestamp(as_of) - out["created_at"]).dt.total_seconds() / 3600).round(4)
-    out["time_bucket"] = time_bucket(out["hours_stuck"])
-    out["category"] = category(out["hours_stuck"])
-    out["amount_aed"] = (out["send_amount"] * out["currency"].map(settings.fx_to_aed).astype(float)).round(2)
+def take_snapshots(warehouse: Warehouse, ticks: Sequence[datetime], settings: Settings,
+                   order_id: str | None = None) -> dict[datetime, Snapshot]:
+    """The snapshot of every tick (naive UTC), from one query; `order_id` restricts it to one order."""
+    ticks = sorted(set(ticks))
+    has_history = HISTORY_TABLE in warehouse.tables([HISTORY_TABLE])
+    sql = snapshot_sql(len(ticks), has_history, one_order=order_id is not None)
+    rows = warehouse.query(sql, snapshot_params(ticks, settings, order_id))
+    rows["as_of"] = pd.to_datetime(rows["as_of"]).astype("datetime64[us]")
+    candidates = rows[rows["scope"] == "candidate"].reset_index(drop=True)
+    derived = derive_columns(candidates.drop(columns=["scope"]), candidates["as_of"], settings)
+    derived["as_of"] = candidates["as_of"].to_numpy()
+    excluded = rows.loc[rows["scope"] != "candidate", ["as_of", *[c for c in EXCLUDED_COLUMNS if c != "exclusion"]]]
+    excluded.insert(2, "exclusion", rows.loc[rows["scope"] != "candidate", "scope"].to_numpy())
+    now = datetime.now(UTC).replace(tzinfo=None)
+    out = {}
+    for tick in ticks:
+        stamp = pd.Timestamp(tick)
+        mine = derived[derived["as_of"] == stamp].drop(columns=["as_of"]).reset_index(drop=True)
+        left_out = excluded[excluded["as_of"] == stamp].drop(columns=["as_of"]).reset_index(drop=True)
+        note = "" if has_history or now - tick <= LIVE_TOLERANCE else NO_HISTORY_NOTE
+        out[tick] = Snapshot(tick, mine, left_out[list(EXCLUDED_COLUMNS)], note)
     return out
 
 
-def take_snapshot(warehouse: Warehouse, as_of: datetime, settings: Settings, *, live: bool) -> Snapshot:
-    """Extract the stuck candidates as of `as_of` (naive UTC) in one set-based query."""
-    has_history = HISTORY_TABLE in warehouse.tables([HISTORY_TABLE])
-    rows = warehouse.query(snapshot_sql(has_history), snapshot_params(as_of, settings))
-    scope = rows.pop("scope")
-    candidates = derive_columns(rows.loc[scope == "candidate"].reset_index(drop=True), as_of, settings)
-    excluded = rows.loc[scope != "candidate", ["order_id", "currency", "status", "sub_state", "created_at"]].copy()
-    excluded.insert(1, "exclusion", scope[scope != "candidate"].to_numpy())
-    mode = "history" if has_history else ("live" if live else "approximate")
-    return Snapshot(candidates, excluded.reset_index(drop=True), as_of, mode)
+def take_snapshot(warehouse: Warehouse, as_of: datetime, settings: Settings) -> Snapshot:
+    return take_snapshots(warehouse, [as_of], settings)[as_of]
+

@@ -1,20 +1,34 @@
-"""Shared fixtures: snapshot rows for the pure rules, and real generated demo environments."""
+"""Shared fixtures: snapshot rows for the pure rules, and real generated demo environments (each
+demo is generated once per session and copied into the test's own ECM_HOME)."""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
-import pytest
-import sqlalchemy as sa
+# Settings the whole test session runs with, set before ecm_pipeline is imported (the partitions
+# and retry policies are built at import): no settle delays or Slack retry waits, and a go-live
+# date early enough for every tick the tests use. Each key is documented in settings.yaml.
+_SETTINGS = Path(tempfile.mkdtemp(prefix="ecm-test-settings-")) / "settings.yaml"
+_SETTINGS.write_text(
+    "schedule: {go_live: '2026-01-01-07:00'}\n"
+    "sheet: {settle_seconds: 0, lock_timeout_seconds: 20}\n"
+    "slack: {retries: 1, retry_delay_seconds: 0}\n"
+)
+os.environ["ECM_SETTINGS"] = str(_SETTINGS)
 
-from ecm_pipeline.demo import SCHEMA, generate_demo
-from ecm_pipeline.partitions import as_of_utc, current_partition_key
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from ecm_pipeline.demo import SCHEMA, generate_demo  # noqa: E402
+from ecm_pipeline.partitions import as_of_utc, live_tick_key  # noqa: E402
 
 _EXIT_STATUS = pytest.StashKey[int]()
 
@@ -93,12 +107,25 @@ def ecm_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def live_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The seed-7 demo ending at the live tick, generated once per session (a template to copy)."""
+    key = live_tick_key()
+    home = tmp_path_factory.mktemp("live-demo")
+    generate_demo(home, seed=7, anchor=as_of_utc(key))
+    return home, key
+
+
+def copy_demo(template: Path, home: Path) -> Path:
+    shutil.copytree(template, home, dirs_exist_ok=True)
+    return home
+
+
 @pytest.fixture
-def demo_env(ecm_env: Path) -> Iterator[tuple[Path, str]]:
-    """A generated demo (seed 7) ending at the latest tick, so its briefing may be posted."""
-    key = current_partition_key()
-    generate_demo(ecm_env, seed=7, anchor=as_of_utc(key))
-    yield ecm_env, key
+def demo_env(ecm_env: Path, live_demo: tuple[Path, str]) -> Iterator[tuple[Path, str]]:
+    """A fresh copy of the seed-7 demo ending at the live tick, so its briefing may be posted."""
+    template, key = live_demo
+    yield copy_demo(template, ecm_env), key
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ecm_pipeline.domain.assignment import agent_loads, plan_assignments
+from ecm_pipeline.domain import tickets
+from ecm_pipeline.domain.assignment import plan_assignments
 from ecm_pipeline.domain.roster import RosterError, is_excluded, parse_roster
-from ecm_pipeline.resources.sheet import AGENT_COLUMNS, ASSIGNMENT_COLUMNS
+from ecm_pipeline.domain.tickets import agent_loads
 from ecm_pipeline.settings import AssignmentSettings
+
+AGENT_COLUMNS = list(tickets.AGENT_COLUMNS)
+ASSIGNMENT_COLUMNS = list(tickets.ASSIGNMENT_COLUMNS)
 
 SETTINGS = AssignmentSettings(roster_exclusions=("test.agent@",))
 
@@ -60,44 +64,72 @@ def plan(scored: pd.DataFrame, roster: pd.DataFrame, tab: pd.DataFrame = EMPTY, 
                             assigned_at="2026-11-21 14:00:05+0400")
 
 
-THREE = (("c@x", "C", "Ops", "", "TRUE", "10"), ("a@x", "A", "Ops", "", "TRUE", "10"),
-         ("b@x", "B", "Ops", "", "TRUE", "10"))
+THREE = (("c@x.io", "C", "Ops", "", "TRUE", "10"), ("a@x.io", "A", "Ops", "", "TRUE", "10"),
+         ("b@x.io", "B", "Ops", "", "TRUE", "10"))
 
 
 # --- roster ---------------------------------------------------------------------------------------
 
 def test_roster_parses_active_values_and_default_capacity() -> None:
     roster, problems = parse_roster(agents(
-        ("A@x", "A", "Ops", "@a", "TRUE", "12"), ("b@x", "B", "Ops", "", "yes", ""),
-        ("c@x", "C", "Ops", "", "1", "8"), ("d@x", "D", "Ops", "", "FALSE", "10"),
-        ("e@x", "E", "Ops", "", "no", "10"), ("f@x", "F", "Ops", "", "true", "10"),
+        ("A@x.io", "A", "Ops", "U0AAAAAA1", "TRUE", "12"), ("b@x.io", "B", "Ops", "", "yes", ""),
+        ("c@x.io", "C", "Ops", "", "1", "8"), ("d@x.io", "D", "Ops", "", "FALSE", "10"),
+        ("e@x.io", "E", "Ops", "", "no", "10"), ("f@x.io", "F", "Ops", "", "true", "10"),
     ), SETTINGS)
     assert problems == []
-    assert roster["key"].tolist() == ["a@x", "b@x", "c@x", "d@x", "e@x", "f@x"]
+    assert roster["key"].tolist() == ["a@x.io", "b@x.io", "c@x.io", "d@x.io", "e@x.io", "f@x.io"]
     assert roster["active"].tolist() == [True, True, True, False, False, True]
     assert roster["max_tickets"].tolist() == [12, 10, 8, 10, 10, 10]
 
 
 def test_roster_problems_are_specific_and_the_rest_proceeds() -> None:
     roster, problems = parse_roster(agents(
-        ("a@x", "A", "Ops", "", "TRUE", "10"),
+        ("a@x.io", "A", "Ops", "", "TRUE", "10"),
         ("", "Nobody", "Ops", "", "TRUE", "10"),
-        ("A@X", "A again", "Ops", "", "TRUE", "10"),
-        ("b@x", "B", "Ops", "", "TRUE", "ten"),
+        ("A@X.IO", "A again", "Ops", "", "TRUE", "10"),
+        ("b@x.io", "B", "Ops", "", "TRUE", "ten"),
         ("", "", "", "", "", ""),
+        ("c@x.io", "C", "Ops", "", "TRUE", "12.0"),
     ), SETTINGS)
     assert problems == [
-        "Agents row 3: empty Email; row ignored",
-        "Agents row 4: duplicate agent A@X (first on row 2); row ignored",
-        "Agents row 5 (b@x): Max Tickets 'ten' is not a whole number; using 10",
+        "Agents row 3: Email is empty; row set aside",
+        "Agents row 4 (A@X.IO): duplicate agent A@x.io (first on row 2); row set aside",
+        "Agents row 5 (b@x.io): Max Tickets 'ten' is not a whole number from 0 to 200; row set aside",
     ]
-    assert roster["key"].tolist() == ["a@x", "b@x"]
-    assert roster["max_tickets"].tolist() == [10, 10]
+    assert roster["key"].tolist() == ["a@x.io", "c@x.io"]
+    assert roster["max_tickets"].tolist() == [10, 12]
+
+
+@pytest.mark.parametrize(("email", "handle", "max_tickets", "problem"), [
+    ("eve@x.io", "", "inf", "Max Tickets 'inf' is not a whole number from 0 to 200"),
+    ("eve@x.io", "", "1e9", "Max Tickets '1e9' is not a whole number from 0 to 200"),
+    ("eve@x.io", "", "201", "Max Tickets '201' is not a whole number from 0 to 200"),
+    ("eve@x.io", "", "-1", "Max Tickets '-1' is not a whole number from 0 to 200"),
+    ("not-an-email", "", "10", "Email 'not-an-email' is not an e-mail address"),
+    ("eve@x.io,bob@x.io", "", "10", "Email 'eve@x.io,bob@x.io' is not one e-mail address"),
+    ("eve@x.io\nbob@x.io", "", "10", "is not one e-mail address"),
+    ("eve@x.io", "@eve", "10", "Slack Handle '@eve' is not a Slack user id"),
+])
+def test_hostile_roster_rows_are_set_aside_by_name(email: str, handle: str, max_tickets: str, problem: str) -> None:
+    roster, problems = parse_roster(agents(("a@x.io", "A", "Ops", "", "TRUE", "10"),
+                                           (email, "Eve", "Ops", handle, "TRUE", max_tickets)), SETTINGS)
+    assert roster["key"].tolist() == ["a@x.io"]
+    assert len(problems) == 1 and problem in problems[0] and problems[0].startswith("Agents row 3")
+    assert problems[0].endswith("row set aside")
+
+
+def test_an_invisible_copy_of_an_address_is_the_same_agent() -> None:
+    roster, problems = parse_roster(agents(("amira@x.io", "Amira", "Ops", "U0AMIRA01", "TRUE", "10"),
+                                           ("\u200bAmira@x.io ", "Amira twin", "Ops", "", "TRUE", "10"),
+                                           ("ｂob@x.io", "Bob", "Ops", "<@U0BOB0001>", "TRUE", "5")), SETTINGS)
+    assert roster["key"].tolist() == ["amira@x.io", "bob@x.io"]
+    assert roster["slack_handle"].tolist() == ["U0AMIRA01", "U0BOB0001"]
+    assert problems == ["Agents row 3 (Amira@x.io): duplicate agent Amira@x.io (first on row 2); row set aside"]
 
 
 def test_roster_without_a_required_column_is_refused_clearly() -> None:
     with pytest.raises(RosterError, match="no column 'Max Tickets'"):
-        parse_roster(agents(("a@x", "A", "Ops", "", "TRUE", "1")).drop(columns=["Max Tickets"]), SETTINGS)
+        parse_roster(agents(("a@x.io", "A", "Ops", "", "TRUE", "1")).drop(columns=["Max Tickets"]), SETTINGS)
 
 
 def test_exclusions_match_full_addresses_exactly_and_fragments_as_substrings() -> None:
@@ -110,10 +142,10 @@ def test_exclusions_match_full_addresses_exactly_and_fragments_as_substrings() -
 
 def test_rotation_starts_with_fewest_open_tickets_then_email() -> None:
     roster = roster_of(*THREE)
-    tab = tickets(("X1", "a@x", "OPEN"), ("X2", "c@x", "IN_PROGRESS"), ("X3", "c@x", "OPEN"))
+    tab = tickets(("X1", "a@x.io", "OPEN"), ("X2", "c@x.io", "IN_PROGRESS"), ("X3", "c@x.io", "OPEN"))
     result = plan(orders([100, 100, 100]), roster, tab)
     # loads: b=0, a=1, c=2 -> b, a, c
-    assert result.assigned["agent_key"].tolist() == ["b@x", "a@x", "c@x"]
+    assert result.assigned["agent_key"].tolist() == ["b@x.io", "a@x.io", "c@x.io"]
 
 
 def test_high_value_first_by_amount_then_rest_by_score() -> None:
@@ -125,17 +157,18 @@ def test_high_value_first_by_amount_then_rest_by_score() -> None:
 def test_high_value_round_robin_spread_and_one_rotation_into_the_rest() -> None:
     scored = orders([9000, 8000, 7000, 6000, 5000, 100, 90])
     result = plan(scored, roster_of(*THREE))
-    assert result.assigned["agent_key"].tolist() == ["a@x", "b@x", "c@x", "a@x", "b@x", "c@x", "a@x"]
+    assert result.assigned["agent_key"].tolist() == [
+        "a@x.io", "b@x.io", "c@x.io", "a@x.io", "b@x.io", "c@x.io", "a@x.io"]
     hv = result.agents.set_index("key")["high_value_now"]
     assert hv.max() - hv.min() <= 1
 
 
 def test_agents_at_capacity_are_skipped_and_the_rest_overflows() -> None:
-    roster = roster_of(("a@x", "A", "Ops", "", "TRUE", "1"), ("b@x", "B", "Ops", "", "TRUE", "3"),
-                       ("c@x", "C", "Ops", "", "TRUE", "2"))
-    tab = tickets(("X1", "c@x", "OPEN"), ("X2", "c@x", "OPEN"))  # c is full
+    roster = roster_of(("a@x.io", "A", "Ops", "", "TRUE", "1"), ("b@x.io", "B", "Ops", "", "TRUE", "3"),
+                       ("c@x.io", "C", "Ops", "", "TRUE", "2"))
+    tab = tickets(("X1", "c@x.io", "OPEN"), ("X2", "c@x.io", "OPEN"))  # c is full
     result = plan(orders([100] * 6), roster, tab)
-    assert result.assigned["agent_key"].tolist() == ["a@x", "b@x", "b@x", "b@x"]
+    assert result.assigned["agent_key"].tolist() == ["a@x.io", "b@x.io", "b@x.io", "b@x.io"]
     assert len(result.overflow) == 2
     assert result.overflow["order_id"].tolist() == ["O004", "O005"]
 
@@ -156,26 +189,26 @@ def test_monitor_only_orders_are_counted_not_assigned() -> None:
 
 
 def test_inactive_and_excluded_agents_get_nothing() -> None:
-    roster = roster_of(("a@x", "A", "Ops", "", "FALSE", "10"), ("test.agent@x", "T", "Ops", "", "TRUE", "50"),
-                       ("b@x", "B", "Ops", "", "TRUE", "10"))
+    roster = roster_of(("a@x.io", "A", "Ops", "", "FALSE", "10"), ("test.agent@x.io", "T", "Ops", "", "TRUE", "50"),
+                       ("b@x.io", "B", "Ops", "", "TRUE", "10"))
     result = plan(orders([100] * 4), roster)
-    assert set(result.assigned["agent_key"]) == {"b@x"}
+    assert set(result.assigned["agent_key"]) == {"b@x.io"}
 
 
 def test_emails_match_case_insensitively_for_load() -> None:
-    roster = roster_of(("Amira@X", "A", "Ops", "", "TRUE", "2"), ("b@x", "B", "Ops", "", "TRUE", "2"))
-    tab = tickets(("X1", "amira@x", "OPEN"), ("X2", "AMIRA@X ", "IN_PROGRESS"), ("X3", "amira@x", "ESCALATED"))
-    assert agent_loads(tab).to_dict() == {"amira@x": 2}
+    roster = roster_of(("Amira@X.IO", "A", "Ops", "", "TRUE", "2"), ("b@x.io", "B", "Ops", "", "TRUE", "2"))
+    tab = tickets(("X1", "amira@x.io", "OPEN"), ("X2", "AMIRA@X.IO ", "IN_PROGRESS"), ("X3", "amira@x.io", "ESCALATED"))
+    assert agent_loads(tab).to_dict() == {"amira@x.io": 2}
     result = plan(orders([100, 100, 100]), roster, tab)
-    assert result.assigned["agent_key"].tolist() == ["b@x", "b@x"]
-    assert result.new_rows["Assigned Agent"].tolist() == ["b@x", "b@x"]
+    assert result.assigned["agent_key"].tolist() == ["b@x.io", "b@x.io"]
+    assert result.new_rows["Assigned Agent"].tolist() == ["b@x.io", "b@x.io"]
 
 
 def test_team_first_routes_by_reason_team_and_falls_back_to_the_pool() -> None:
-    roster = roster_of(("a@x", "A", "Ops", "", "TRUE", "10"), ("k@x", "K", "KYC_ops", "", "TRUE", "1"))
+    roster = roster_of(("a@x.io", "A", "Ops", "", "TRUE", "10"), ("k@x.io", "K", "KYC_ops", "", "TRUE", "1"))
     scored = orders([100, 100, 100], team=["KYC_ops", "KYC_ops", "Ops"])
     result = plan(scored, roster, settings=SETTINGS.model_copy(update={"mode": "team_first"}))
-    assert result.assigned["agent_key"].tolist() == ["k@x", "a@x", "a@x"]
+    assert result.assigned["agent_key"].tolist() == ["k@x.io", "a@x.io", "a@x.io"]
 
 
 def test_new_rows_have_the_sheet_columns() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ecm_pipeline.cli import main
-from ecm_pipeline.partitions import current_partition_key
+from ecm_pipeline.partitions import live_tick_key
 from ecm_pipeline.resources.sheet import LocalSheetStore
 
 
@@ -28,7 +28,7 @@ def test_demo_triage_rerun_and_check(tmp_path: Path) -> None:
 
     first = ecm("triage", env=env)
     assert first.returncode == 0, first.stderr
-    key = current_partition_key()
+    key = live_tick_key()
     assert first.stdout.startswith(":dart: *ECM Triage* — ")
     assert "new assignments written to the Assignments tab" in first.stdout
     assert "DEBUG" not in first.stdout + first.stderr
@@ -69,5 +69,5 @@ def test_triage_with_a_bad_partition_is_a_one_line_error(ecm_env, capsys, key: s
 def test_triage_without_demo_data_fails_clearly(ecm_env, capsys) -> None:
     assert main(["triage"]) == 1
     err = capsys.readouterr().err
-    assert "FAILED — step stuck_orders failed" in err and "run `ecm demo`" in err
+    assert "FAILED — step snapshot failed: no warehouse at" in err and "run `ecm demo`" in err
     assert "Traceback" not in err

@@ -21,7 +21,7 @@ ANCHOR = datetime(2026, 11, 21, 10, 0)  # the 14:00 Dubai tick
 
 def triage_at(warehouse_path, as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
     settings = load_settings()
-    snap = take_snapshot(WarehouseResource(url=f"duckdb:///{warehouse_path}"), as_of, settings, live=False)
+    snap = take_snapshot(WarehouseResource(url=f"duckdb:///{warehouse_path}"), as_of, settings)
     return qualify(attach_catalogue(classify(snap.candidates)), settings.qualification)
 
 

@@ -111,21 +111,20 @@ def test_check_tests_slack_for_real_and_never_prints_the_token(ecm_env, monkeypa
 def test_check_opens_the_google_sheet_and_reads_its_headers(ecm_env) -> None:
     import json
 
-    from ecm_pipeline.cli import _check_integration
+    from ecm_pipeline.cli.pipeline import _check_integration
+    from ecm_pipeline.domain.tickets import TABS
     from ecm_pipeline.resources.google_sheet import GoogleSheetResource
-    from ecm_pipeline.resources.sheet import TABS
-    from ecm_pipeline_tests.fakes.sheets_server import FakeSheets
+    from ecm_pipeline_tests.fakes.sheets_server import FakeSheets, service_account_key
 
     fake = FakeSheets().start()
     try:
         for tab, columns in TABS.items():
-            fake.add_tab(tab, [columns])
-        key = json.dumps({"type": "service_account", "client_email": "bot@example.invalid",
-                          "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n",
-                          "token_uri": "https://oauth2.googleapis.com/token"})
+            fake.add_tab(tab, [list(columns)])
+        key = json.dumps(service_account_key(f"{fake.url}/token"))
         resource = GoogleSheetResource(spreadsheet_id=fake.spreadsheet_id, service_account_json=key,
-                                       base_url=fake.url)
+                                       api_endpoint=fake.url)
         detail = _check_integration("sheet", resource)
         assert "Agents, Assignments ok" in detail and "PRIVATE KEY" not in detail
+        assert fake.tokens_issued == 1   # a real service-account grant, not an anonymous session
     finally:
         fake.stop()

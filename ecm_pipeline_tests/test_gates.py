@@ -14,14 +14,14 @@ import duckdb
 import pandas as pd
 import pytest
 
-import ecm_pipeline.assets as assets_module
-from ecm_pipeline.assets import assignments, slack_briefing, triage_assets
+import ecm_pipeline.assets.triage as assets_module
+from ecm_pipeline.assets.triage import assignment, briefing, qualification, snapshot, triage_assets
 from ecm_pipeline.checks import quality_gates
 from ecm_pipeline.cli import main
 from ecm_pipeline.demo import generate_demo
 from ecm_pipeline.domain.qualification import qualify
-from ecm_pipeline.partitions import as_of_utc, current_partition_key
-from ecm_pipeline.quality import EXPECTATIONS_DIR, gx_suite, load_suite, suite_path, validate
+from ecm_pipeline.partitions import as_of_utc, live_tick_key
+from ecm_pipeline.quality import gx_suite, load_suite, suite_names, suite_path, validate
 from ecm_pipeline.resources import environment_resources
 from ecm_pipeline.resources.sheet import LocalSheetStore
 from ecm_pipeline.settings import ConfigError
@@ -29,10 +29,18 @@ from ecm_pipeline.settings import ConfigError
 SEEDED_TICKETS = 26
 
 
+_instance: list[dg.DagsterInstance] = []
+
+
+@pytest.fixture(autouse=True)
+def one_instance_per_test() -> None:
+    """Every run of a test shares one instance, so later runs see the earlier runs' verdicts."""
+    _instance[:] = [dg.DagsterInstance.ephemeral()]
+
+
 def run(key: str, selection: list | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(selection or [*triage_assets, *quality_gates], partition_key=key,
-                          resources=environment_resources(), instance=dg.DagsterInstance.ephemeral(),
-                          raise_on_error=False)
+                          resources=environment_resources(), instance=_instance[0], raise_on_error=False)
 
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
@@ -74,7 +82,7 @@ def assert_stopped(result: dg.ExecuteInProcessResult, home: Path, key: str, chec
 
 @pytest.fixture
 def small_demo(ecm_env: Path) -> tuple[Path, str]:
-    key = current_partition_key()
+    key = live_tick_key()
     generate_demo(ecm_env, seed=11, anchor=as_of_utc(key), scale=0.6)
     return ecm_env, key
 
@@ -102,7 +110,7 @@ def test_the_normal_demo_passes_every_check(demo_env) -> None:
 # --- broken warehouses ----------------------------------------------------------------------------
 
 def test_too_many_actionable_orders_stop_the_triage(ecm_env: Path) -> None:
-    key = current_partition_key()
+    key = live_tick_key()
     generate_demo(ecm_env, seed=5, anchor=as_of_utc(key), scale=5.6)
     result = run(key)
     meta = assert_stopped(result, ecm_env, key, "qualified_orders.backlog_count_within_stop_limit")
@@ -129,12 +137,12 @@ def test_ninety_percent_gbp_stops_the_triage(small_demo) -> None:
 
 def test_a_duplicated_order_stops_the_triage(small_demo) -> None:
     home, key = small_demo
-    result = run(key, [triage_assets[0]])  # which orders are candidates right now
+    result = run(key, [snapshot])  # which orders are candidates right now
     victim = pd.read_parquet(home / "lake" / "stuck_orders" / f"{key}.parquet")["order_id"].iloc[0]
     assert result.success
     sql(home, f"INSERT INTO orders_goms SELECT * FROM orders_goms WHERE order_id = '{victim}'")
     meta = assert_stopped(run(key), home, key, "stuck_orders.snapshot_has_one_row_per_order")
-    assert meta["failing_ids"] == [victim, victim]
+    assert meta["failing_ids"] == [f"{victim}", f"{victim}"]
 
 
 def _leaky(code: str):
@@ -166,13 +174,16 @@ def test_rematerializing_downstream_alone_refuses_a_failed_partition(small_demo,
     home, key = small_demo
     sql(home, "DELETE FROM orders_goms WHERE meta_postscript_pricing_info_send_currency <> 'AED'")
     assert not run(key).success
-    for asset, verb in ((assignments, "assign orders"), (slack_briefing, "brief")):
+    scored = run(key, [assets_module.scored_orders])   # re-materialized alone, as from the UI
+    assert not scored.success
+    failure = next(e for e in scored.all_events if e.is_step_failure)
+    assert failure.step_failure_data.user_failure_data.description.startswith(
+        f"Refusing to score orders: the qualified_orders quality gate failed for {key} (currency_mix_not_all_aed")
+    for asset, verb in ((assignment, "assign orders"), (briefing, "brief")):
         alone = run(key, [asset])
         assert not alone.success
         failure = next(e for e in alone.all_events if e.is_step_failure)
-        description = failure.step_failure_data.user_failure_data.description
-        assert description.startswith(f"Refusing to {verb}: the qualified_orders quality gate failed for "
-                                      f"partition {key} (currency_mix_not_all_aed")
+        assert failure.step_failure_data.user_failure_data.description.startswith(f"Refusing to {verb}: no ")
     assert tickets(home, key).empty
     assert all(message == "validation_failed" for _, message in messages(home))
 
@@ -184,16 +195,48 @@ def test_rematerializing_downstream_alone_refuses_a_failed_partition(small_demo,
 def test_a_changed_snapshot_needs_its_gate_again(small_demo) -> None:
     home, key = small_demo
     assert run(key).success
-    assert run(key, [triage_assets[1]]).success  # qualified_orders re-materialized without its checks
-    refused = run(key, [assignments])
+    assert run(key, [assignment]).success      # built on what the gates passed: fine
+    assert run(key, [qualification]).success  # qualified_orders re-materialized without its checks
+    refused = run(key, [assets_module.scored_orders])
     description = next(e for e in refused.all_events if e.is_step_failure).step_failure_data.user_failure_data
-    assert "changed since its quality gate ran" in description.description
+    assert "the qualified_orders quality gate has not checked the current qualified_orders" in description.description
+    # executing the gate on its own (as from the UI) checks the latest partition; then it proceeds
+    checks_alone = dg.materialize([qualification, quality_gates[1]], instance=_instance[0],
+                                  resources=environment_resources(),
+                                  selection=dg.AssetSelection.checks_for_assets("qualified_orders"))
+    evaluations = checks_alone.get_asset_check_evaluations()
+    assert checks_alone.success and len(evaluations) > 10
+    assert evaluations[0].metadata["partition"].value == key
+    assert run(key, [assets_module.scored_orders]).success
+
+
+def test_verdicts_are_kept_per_partition_in_a_range_run(small_demo) -> None:
+    home, key = small_demo
+    from ecm_pipeline.definitions import defs
+    from ecm_pipeline.partitions import triage_partitions
+
+    keys = triage_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(
+        triage_partitions.get_partition_keys()[-4], key))
+    job = defs.get_implicit_global_asset_job_def()
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=[
+        dg.AssetKey("stuck_orders"), dg.AssetKey("excluded_orders"), dg.AssetKey("qualified_orders"),
+        dg.AssetKey("disqualified_orders"), dg.AssetKey("scored_orders")],
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    assert result.success
+    anchor = next(e for e in result.get_asset_check_evaluations()
+                  if e.asset_key == dg.AssetKey("qualified_orders")
+                  and e.check_name == "backlog_count_within_stop_limit")
+    checked = anchor.metadata["checked_versions"].value
+    assert sorted(checked) == keys and anchor.metadata["gate_failures"].value == {}
+    assert anchor.metadata["partitions_checked"].value == len(keys)
 
 
 # --- suites ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", sorted(EXPECTATIONS_DIR.glob("*.json")), ids=lambda p: p.name)
-def test_every_suite_file_loads(path: Path) -> None:
+@pytest.mark.parametrize("name", suite_names())
+def test_every_suite_file_loads(name: str) -> None:
+    path = suite_path(name)
     suite = load_suite(path)
     assert suite.expectations and len(gx_suite(suite).expectations) == len(suite.expectations)
     raw = json.loads(path.read_text())
@@ -235,9 +278,10 @@ def test_an_unknown_expectation_type_names_its_file(tmp_path: Path) -> None:
 
 def test_a_gx_error_is_reported_as_errored_not_as_bad_data() -> None:
     suite = load_suite(suite_path("qualified_orders"))
-    frames = {"orders": pd.DataFrame({"order_id": ["A"]}), "profile": pd.DataFrame({"gbp_eur_share": [0.1]})}
+    frames = {"orders": pd.DataFrame({"partition_key": ["k"], "order_id": ["A"]}),
+              "profile": pd.DataFrame({"partition_key": ["k"], "gbp_eur_share": [0.1]})}
     outcomes = {o.expectation.check_name: o for o in validate(suite, frames, {"currencies": ["AED"],
-                                                                                "stuck_reasons": ["x"]})}
+                                                                                "stuck_reasons": ["x"]}, ["k"])}
     lulu = outcomes["no_aed_order_without_lulu"]
     assert lulu.errored and not lulu.passed
     assert lulu.summary.startswith("check errored (GX could not evaluate it)")

@@ -96,17 +96,24 @@ def test_rerun_assigns_nothing_twice_and_updates_the_briefing(demo_env) -> None:
     assert sum(m == "chat.postMessage" for m, _ in calls) == sum(m == "chat.update" for m, _ in calls)
 
 
-def test_backfill_runs_and_old_ticks_never_post(demo_env) -> None:
+def test_backfill_runs_and_old_ticks_never_write_the_sheet_or_post(demo_env) -> None:
     home, key = demo_env
-    assert materialize(key, tags={"dagster/backfill": "b1"}).success
-    assert not (home / "outbox").exists()
+    sheet_before = LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments")
+    backfill = materialize(key, tags={"dagster/backfill": "b1"})
+    assert backfill.success
+    for asset in ("assignments", "slack_briefing"):
+        meta = metadata(backfill, asset)
+        assert meta["skipped"] is True and "backfill runs never write the Sheet or post" in meta["skipped_reason"]
     old_key = (pd.Timestamp(as_of_utc(key)) - pd.Timedelta(days=3)).tz_localize("UTC").tz_convert(
         "Asia/Dubai").strftime("%Y-%m-%d-%H:%M")
-    result = materialize(old_key)
-    assert result.success
-    meta = metadata(result, "slack_briefing")
-    assert meta["posted"] is False and "h old" in meta["not_posted_reason"]
+    old = materialize(old_key)
+    assert old.success
+    assert "is not the live tick" in metadata(old, "slack_briefing")["skipped_reason"]
+    assert "is not the live tick" in metadata(old, "assignments")["skipped_reason"]
+    assert len(lake(home, "scored_orders", old_key)) > 200   # the history is still rebuilt
     assert not (home / "outbox").exists()
+    sheet_after = LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments")
+    pd.testing.assert_frame_equal(sheet_after, sheet_before)
 
 
 def _add_bad_orders(home: Path, key: str) -> None:
@@ -127,7 +134,8 @@ def _add_bad_agents(home: Path) -> None:
     LocalSheetStore(str(home / "sheet.sqlite")).append_rows("Agents", pd.DataFrame(
         [["", "No Email", "Ops", "", "TRUE", "10"],
          ["AMIRA.HADDAD@aspora.example", "Amira Again", "Ops", "", "TRUE", "10"],
-         ["new.agent@aspora.example", "New Agent", "Ops", "", "TRUE", "lots"]],
+         ["lots.agent@aspora.example", "Lots Agent", "Ops", "", "TRUE", "lots"],
+         ["new.agent@aspora.example", "New Agent", "Ops", "", "TRUE", "3"]],
         columns=["Email", "Name", "Team", "Slack Handle", "Active", "Max Tickets"]))
 
 
@@ -142,11 +150,12 @@ def test_bad_input_is_reported_specifically_and_nothing_is_dropped(demo_env) -> 
     quarantine = metadata(result, "qualified_orders")["quarantined_bad_input"]
     assert "AEBADNULL000: send amount is missing" in quarantine
     assert "AEBADNEG0000: send amount -50.00 is negative" in quarantine
-    assert metadata(result, "stuck_orders")["out_of_scope_currencies"]["XYZ"] == 1
+    assert metadata(result, "excluded_orders")["out_of_scope_currencies"]["XYZ"] == 1
     roster_problems = metadata(result, "assignments")["roster_problems"]
-    for expected in ("empty Email; row ignored", "duplicate agent AMIRA.HADDAD@aspora.example",
-                     "Max Tickets 'lots' is not a whole number; using 10"):
+    for expected in ("Email is empty; row set aside", "duplicate agent AMIRA.HADDAD@aspora.example",
+                     "Max Tickets 'lots' is not a whole number from 0 to 200; row set aside"):
         assert expected in roster_problems
+    assert "Max Tickets 'lots'" in metadata(result, "slack_briefing")["briefing"]   # named in the briefing too
 
     logs = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
     assert "quarantined (not triaged): AEBADNULL000: send amount is missing" in logs
@@ -161,3 +170,4 @@ def test_bad_input_is_reported_specifically_and_nothing_is_dropped(demo_env) -> 
     assert sorted(kept) == sorted(stuck["order_id"])
     assignments = LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments")
     assert "new.agent@aspora.example" in set(assignments["Assigned Agent"])  # the rest proceeds
+    assert "lots.agent@aspora.example" not in set(assignments["Assigned Agent"])

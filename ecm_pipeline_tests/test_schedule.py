@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from ecm_pipeline.definitions import defs
-from ecm_pipeline.partitions import PartitionKeyError, as_of_utc, current_partition_key, tick_of
+from ecm_pipeline.partitions import PartitionKeyError, as_of_utc, live_tick_key, tick_of
 
 DUBAI = ZoneInfo("Asia/Dubai")
 
@@ -35,9 +35,9 @@ def test_the_14_00_partition_is_a_snapshot_as_of_14_00_dubai() -> None:
 
 
 def test_current_partition_is_the_latest_tick() -> None:
-    assert current_partition_key(datetime(2026, 11, 21, 14, 30, tzinfo=DUBAI)) == "2026-11-21-14:00"
-    assert current_partition_key(datetime(2026, 11, 21, 6, 59, tzinfo=DUBAI)) == "2026-11-20-20:00"
-    assert current_partition_key(datetime(2026, 11, 21, 20, 0, tzinfo=DUBAI)) == "2026-11-21-20:00"
+    assert live_tick_key(datetime(2026, 11, 21, 14, 30, tzinfo=DUBAI)) == "2026-11-21-14:00"
+    assert live_tick_key(datetime(2026, 11, 21, 6, 59, tzinfo=DUBAI)) == "2026-11-20-20:00"
+    assert live_tick_key(datetime(2026, 11, 21, 20, 0, tzinfo=DUBAI)) == "2026-11-21-20:00"
 
 
 @pytest.mark.parametrize("bad", ["2026-11-21 14:00", "2026-11-21-15:00", "yesterday"])

@@ -271,7 +271,7 @@ def test_whole_chain_posts_one_briefing_through_the_slack_api(demo_env, fake: Fa
     first = run()
     parent, replies = briefing_and_replies()
     assert parent["text"].startswith(":dart: *ECM Triage* — ")
-    agents = first.asset_materializations_for_node("slack_briefing")[0].metadata["thread_replies"].value
+    agents = first.asset_materializations_for_node("briefing")[0].metadata["thread_replies"].value
     assert agents > 0 and len(replies) == agents
     assert all(payload(r)["message"].startswith("triage/agent/") and payload(r)["partition"] == key
                for r in replies)
@@ -282,7 +282,7 @@ def test_whole_chain_posts_one_briefing_through_the_slack_api(demo_env, fake: Fa
     again, replies_again = briefing_and_replies()
     assert again["ts"] == parent["ts"] and len(replies_again) == agents
     assert len(fake.calls("chat.postMessage")) == posts
-    deliveries = second.asset_materializations_for_node("slack_briefing")[0].metadata["deliveries"].value
+    deliveries = second.asset_materializations_for_node("briefing")[0].metadata["deliveries"].value
     assert {d["method"] for d in deliveries} == {"chat.update"}
-    destination = second.asset_materializations_for_node("slack_briefing")[0].metadata["destination"].value
+    destination = second.asset_materializations_for_node("briefing")[0].metadata["destination"].value
     assert destination == f"Slack channel {CHANNEL} via {fake.url}"

@@ -1,5 +1,7 @@
-"""The SQL snapshot on a real DuckDB warehouse: one row per order, point in time from history,
-duplicates reduced to the latest row, the read-only guard, and the no-history fallback."""
+"""The SQL snapshot on a real DuckDB warehouse: one row per order, point in time for every source
+(a row created after the tick never counts; a row touched only after it makes the order
+approximate), duplicates reduced to the latest row, many ticks in one query, the read-only
+defences, and the no-history fallback."""
 
 from __future__ import annotations
 
@@ -11,13 +13,13 @@ import pytest
 
 from ecm_pipeline.resources.warehouse import UnsafeQueryError, WarehouseError, WarehouseResource
 from ecm_pipeline.settings import load_settings
-from ecm_pipeline.snapshot import snapshot_sql, take_snapshot
+from ecm_pipeline.snapshot import snapshot_sql, take_snapshot, take_snapshots
 
 ANCHOR = datetime(2026, 11, 21, 10, 0)
 
 
-def snap(path, as_of=ANCHOR, live=False):
-    return take_snapshot(WarehouseResource(url=f"duckdb:///{path}"), as_of, load_settings(), live=live)
+def snap(path, as_of=ANCHOR):
+    return take_snapshot(WarehouseResource(url=f"duckdb:///{path}"), as_of, load_settings())
 
 
 def test_one_row_per_order_within_the_window(demo_warehouse) -> None:
@@ -26,7 +28,7 @@ def test_one_row_per_order_within_the_window(demo_warehouse) -> None:
     assert frame["order_id"].is_unique and len(frame) > 300
     assert frame["hours_stuck"].between(12, 30 * 24).all()
     assert set(frame["currency"]) == {"AED", "GBP", "EUR"}
-    assert (s.mode, s.exact) == ("history", True)
+    assert (s.mode, s.approximate_orders) == ("exact", 0)
     assert set(frame["time_bucket"]) <= {"12_hr_bucket", "24_hr_bucket", "48_hr_bucket"}
     assert set(frame["category"]) <= {"warning", "action_required", "critical"}
     gbp = frame[frame["currency"] == "GBP"]
@@ -78,23 +80,67 @@ def test_without_history_the_current_state_is_used_and_marked(tmp_path, demo_tab
     write_warehouse(demo_tables, path)
     with duckdb.connect(str(path)) as con:
         con.execute("DROP TABLE orders_goms_history")
-    live = snap(path, live=True)
-    assert (live.mode, live.exact) == ("live", True)
+    at_the_end = snap(path)   # the warehouse's last moment: every current value is known
+    assert at_the_end.approximate_orders == 0 and len(at_the_end.candidates) > 300
     past = snap(path, ANCHOR - timedelta(days=3))
-    assert (past.mode, past.exact) == ("approximate", False)
-    assert "FROM orders_goms_history" not in snapshot_sql(with_history=False)
+    assert past.mode == "approximate"
+    assert "cannot be placed" in past.reason()
+    assert "FROM orders_goms_history" not in snapshot_sql(1, with_history=False)
+
+
+def test_many_ticks_in_one_query_equal_one_tick_at_a_time(demo_warehouse) -> None:
+    ticks = [ANCHOR - timedelta(hours=h) for h in (0, 7, 13, 24, 80)]
+    together = take_snapshots(WarehouseResource(url=f"duckdb:///{demo_warehouse}"), ticks, load_settings())
+    for tick in ticks:
+        alone = snap(demo_warehouse, tick)
+        pd.testing.assert_frame_equal(together[tick].candidates, alone.candidates)
+        pd.testing.assert_frame_equal(together[tick].excluded, alone.excluded)
 
 
 @pytest.mark.parametrize("sql", [
     "DELETE FROM orders_goms",
     "SELECT 1; DROP TABLE orders_goms",
+    "SELECT 'a--b'; DROP TABLE orders_goms",
+    "SELECT 1 /* ; */; DELETE FROM orders_goms",
     "/* SELECT */ UPDATE orders_goms SET status = 'X'",
+    "WITH gone AS (DELETE FROM orders_goms RETURNING *) SELECT * FROM gone",
+    "SELECT * INTO copy_of_orders FROM orders_goms",
     "CREATE TABLE x AS SELECT 1",
+    "COPY orders_goms TO '/tmp/orders.csv'",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_parquet('/tmp/*.parquet')",
+    "ATTACH '/tmp/other.duckdb' AS other",
+    "SET enable_external_access = true",
     "",
 ])
-def test_only_a_single_select_reaches_the_warehouse(demo_warehouse, sql: str) -> None:
+def test_only_a_single_read_only_query_reaches_the_warehouse(demo_warehouse, sql: str, monkeypatch) -> None:
+    resource = WarehouseResource(url=f"duckdb:///{demo_warehouse}")
+    monkeypatch.setattr(WarehouseResource, "_get_engine", lambda self: pytest.fail("connection touched"))
     with pytest.raises(UnsafeQueryError):
-        WarehouseResource(url=f"duckdb:///{demo_warehouse}").query(sql)
+        resource.query(sql)
+
+
+def test_a_query_past_the_guard_can_neither_read_files_nor_write(demo_warehouse, tmp_path) -> None:
+    (tmp_path / "secret.csv").write_text("a\n1\n")
+    resource = WarehouseResource(url=f"duckdb:///{demo_warehouse}")
+    with resource._get_engine().connect() as conn:
+        with pytest.raises(Exception, match="(?i)external access|disabled|permission"):
+            conn.exec_driver_sql(f"SELECT * FROM read_csv('{tmp_path / 'secret.csv'}')").fetchall()
+        with pytest.raises(Exception, match="(?i)read-only|external access|disabled"):
+            conn.exec_driver_sql(f"COPY (SELECT 1) TO '{tmp_path / 'out.csv'}'")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_slow_query_is_stopped_at_the_statement_timeout(demo_warehouse) -> None:
+    resource = WarehouseResource(url=f"duckdb:///{demo_warehouse}", statement_timeout_seconds=0.2)
+    slow = "SELECT COUNT(*) FROM range(1000000) a, range(100000) b WHERE a.range * b.range % 7 = 3"
+    with pytest.raises(WarehouseError, match="statement timeout of 0.2 s"):
+        resource.query(slow)
+
+
+def test_secrets_stay_out_of_the_resource_repr() -> None:
+    resource = WarehouseResource(url="postgresql://reader:Pa55-word@db.internal/ecm", password="Other-Secret")
+    assert "Pa55-word" not in repr(resource) and "Other-Secret" not in repr(resource)
 
 
 def test_guard_allows_semicolons_inside_strings_and_a_trailing_one(demo_warehouse) -> None:
@@ -112,3 +158,99 @@ def test_the_local_warehouse_is_opened_read_only(demo_warehouse) -> None:
 def test_missing_warehouse_says_what_to_do(tmp_path) -> None:
     with pytest.raises(WarehouseError, match="run `ecm demo`"):
         WarehouseResource(url=f"duckdb:///{tmp_path / 'none.duckdb'}").query("SELECT 1")
+
+
+# --- point in time, source by source ----------------------------------------------------------------
+
+T = datetime(2026, 11, 20, 10, 0)
+BEFORE = T - timedelta(days=2)
+AFTER = T + timedelta(hours=1)
+
+
+def one_order_tables() -> dict[str, pd.DataFrame]:
+    """A warehouse with one AED order stuck at a VDA partner at T, with a row in every source."""
+    from ecm_pipeline.demo import SCHEMA
+
+    rows: dict[str, list[tuple]] = {
+        "orders_goms": [("AE0000000100", "U1", "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", "AED", 9000.0, 210000.0,
+                         "CHECKOUT", BEFORE, BEFORE + timedelta(minutes=5))],
+        "orders_goms_history": [("AE0000000100", "CREATED", "INIT_PAYMENT", BEFORE),
+                                ("AE0000000100", "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER",
+                                 BEFORE + timedelta(minutes=5))],
+        "payments_goms": [("AE0000000100", "COMPLETED", BEFORE, BEFORE)],
+        "falcon_transactions_v2": [("FT1", "AE0000000100", "PROCESSING", BEFORE)],
+        "transaction_payout": [("FT1", "PROCESSING", "YBL_API", BEFORE, BEFORE)],
+        "lulu_data": [("AE0000000100", "PENDING", "TXN_TRANSMITTED", "LULU", BEFORE, BEFORE)],
+        "transfer_rfi": [("AE0000000100", "REQUESTED", "ID_PROOF", BEFORE, BEFORE)],
+        "fulfillments_goms": [("AE0000000100", BEFORE, BEFORE + timedelta(minutes=3))],
+        "uae_manual_payments": [("AE0000000100", "RECONCILED")],
+        "checkout_payment_data": [("AE0000000100", "CAPTURED")],
+        "rda_fulfillments": [("FT1", "ONHOLD")],
+    }
+    return {name: pd.DataFrame(rows.get(name, []), columns=[c.split()[0] for c in columns.split(", ")])
+            for name, columns in SCHEMA.items()}
+
+
+def order_at_t(tmp_path, tables: dict[str, pd.DataFrame]) -> pd.Series:
+    from ecm_pipeline.demo import write_warehouse
+
+    path = tmp_path / "one.duckdb"
+    write_warehouse(tables, path)
+    [row] = snap(path, T).candidates.to_dict("records")
+    return pd.Series(row)
+
+
+# (table, a row of it created after T with other values, the snapshot fields it would change)
+CREATED_AFTER = [
+    ("payments_goms", ("AE0000000100", "FAILED", AFTER, AFTER), ["payment_status", "payment_attempts"]),
+    ("falcon_transactions_v2", ("FT9", "AE0000000100", "FAILED", AFTER), ["falcon_status", "ftv_transaction_id"]),
+    ("transaction_payout", ("FT1", "COMPLETED", "VANCE_RDA", AFTER, AFTER), ["payout_status", "payout_partner"]),
+    ("lulu_data", ("AE0000000100", "COMPLETED", "CREDITED", "LULU", AFTER, AFTER), ["lulu_status"]),
+    ("transfer_rfi", ("AE0000000100", "VERIFIED", "ID_PROOF", AFTER, AFTER), ["rfi_status"]),
+    ("fulfillments_goms", ("AE0000000100", AFTER, AFTER + timedelta(hours=5)), ["trm_seconds"]),
+    ("orders_goms_history", ("AE0000000100", "COMPLETED", "COMPLETED", AFTER), ["status", "sub_state"]),
+]
+
+
+@pytest.mark.parametrize(("table", "row", "fields"), CREATED_AFTER, ids=[c[0] for c in CREATED_AFTER])
+def test_a_row_created_after_the_tick_never_counts(tmp_path, table: str, row: tuple, fields: list[str]) -> None:
+    baseline = order_at_t(tmp_path / "a", one_order_tables())
+    tables = one_order_tables()
+    tables[table] = pd.concat([tables[table], pd.DataFrame([row], columns=tables[table].columns)],
+                              ignore_index=True)
+    later = order_at_t(tmp_path / "b", tables)
+    assert later[fields].tolist() == baseline[fields].tolist()
+    assert later["approximate_fields"] == ""
+
+
+# (table, the column that says when its row was last touched, a new value, the fields it flags)
+TOUCHED_AFTER = [
+    ("payments_goms", "updated_at", {"payment_status": "REFUNDED"}, "payment_status"),
+    ("transaction_payout", "updated_at", {"status": "COMPLETED"}, "payout_status"),
+    ("lulu_data", "updated_at", {"sub_status": "CREDITED"}, "lulu_status"),
+    ("transfer_rfi", "modified_at", {"status": "VERIFIED"}, "rfi_status"),
+    ("fulfillments_goms", "updated_at", {}, "trm_seconds"),
+]
+
+
+@pytest.mark.parametrize(("table", "touched", "change", "field"), TOUCHED_AFTER, ids=[c[0] for c in TOUCHED_AFTER])
+def test_a_row_touched_only_after_the_tick_makes_the_order_approximate(tmp_path, table: str, touched: str,
+                                                                      change: dict, field: str) -> None:
+    tables = one_order_tables()
+    tables[table].loc[0, touched] = AFTER
+    for column, value in change.items():
+        tables[table].loc[0, column] = value
+    row = order_at_t(tmp_path, tables)
+    assert field in row["approximate_fields"].split(",")
+
+
+@pytest.mark.parametrize(("table", "field"), [("falcon_transactions_v2", "falcon_status"),
+                                              ("uae_manual_payments", "manual_payment_status"),
+                                              ("checkout_payment_data", "checkout_status"),
+                                              ("rda_fulfillments", "rda_status")])
+def test_sources_without_a_change_time_are_approximate_once_the_order_moved(tmp_path, table: str,
+                                                                           field: str) -> None:
+    assert order_at_t(tmp_path / "still", one_order_tables())["approximate_fields"] == ""
+    tables = one_order_tables()
+    tables["orders_goms"].loc[0, "updated_at"] = AFTER   # the order changed after T: so may these
+    assert field in order_at_t(tmp_path / "moved", tables)["approximate_fields"].split(",")

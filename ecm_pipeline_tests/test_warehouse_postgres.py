@@ -6,7 +6,7 @@ timeout each give a clear error that never contains the password."""
 from __future__ import annotations
 
 import socket
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -18,19 +18,24 @@ from ecm_pipeline.assets import triage_assets
 from ecm_pipeline.checks import quality_gates
 from ecm_pipeline.demo import generate_demo, generate_tables
 from ecm_pipeline.domain.classification import classify
-from ecm_pipeline.partitions import as_of_utc, current_partition_key
+from ecm_pipeline.partitions import as_of_utc, live_tick_key
 from ecm_pipeline.resources import environment_resources
 from ecm_pipeline.resources.warehouse import UnsafeQueryError, WarehouseError, WarehouseResource
 from ecm_pipeline.settings import load_settings
-from ecm_pipeline.snapshot import take_snapshot
+from ecm_pipeline.snapshot import take_snapshots
 from ecm_pipeline_tests.conftest import READER, READER_PASSWORD, load_tables
 
 ANCHOR = datetime(2026, 11, 21, 10, 0)
 def test_same_sql_same_snapshot_on_postgres_and_duckdb(pg, demo_warehouse) -> None:
     settings = load_settings()
-    on_pg = take_snapshot(WarehouseResource(url=pg["url"]), ANCHOR, settings, live=False)
-    on_duck = take_snapshot(WarehouseResource(url=f"duckdb:///{demo_warehouse}"), ANCHOR, settings, live=False)
-    assert on_pg.mode == on_duck.mode == "history"
+    ticks = [ANCHOR, ANCHOR - timedelta(days=2)]
+    both_pg = take_snapshots(WarehouseResource(url=pg["url"]), ticks, settings)
+    both_duck = take_snapshots(WarehouseResource(url=f"duckdb:///{demo_warehouse}"), ticks, settings)
+    for tick in ticks:
+        assert both_pg[tick].approximate_orders == both_duck[tick].approximate_orders
+        assert both_pg[tick].reason() == both_duck[tick].reason()
+    on_pg, on_duck = both_pg[ANCHOR], both_duck[ANCHOR]
+    assert on_pg.mode == on_duck.mode == "exact"
     assert len(on_pg.candidates) == len(on_duck.candidates) > 300
     columns = ["order_id", "status", "sub_state", "currency", "payment_status", "has_completed_payment",
                "payment_attempts", "falcon_status", "lulu_status", "payout_status", "partner_class", "rfi_status",
@@ -44,10 +49,15 @@ def test_same_sql_same_snapshot_on_postgres_and_duckdb(pg, demo_warehouse) -> No
 
 
 def test_sessions_are_read_only_even_past_the_guard(pg) -> None:
-    resource = WarehouseResource(url=pg["admin_url"])  # a superuser: only the transaction mode protects
+    resource = WarehouseResource(url=pg["admin_url"])  # a superuser: only the session protects
     resource.query("SELECT 1 AS ok")
     with resource._get_engine().connect() as conn:
         conn = conn.execution_options(postgresql_readonly=True)
+        with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+            conn.exec_driver_sql("CREATE TABLE should_not_exist (a INT)")
+    with resource._get_engine().connect() as conn:   # read-only even without the transaction mode
+        assert conn.exec_driver_sql("SHOW default_transaction_read_only").scalar() == "on"
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "2min"
         with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
             conn.exec_driver_sql("CREATE TABLE should_not_exist (a INT)")
 
@@ -97,7 +107,7 @@ def _run(key: str, warehouse: WarehouseResource) -> tuple[dg.ExecuteInProcessRes
 
 
 def test_whole_triage_runs_on_postgres(pg, ecm_env: Path) -> None:
-    key = current_partition_key()
+    key = live_tick_key()
     generate_demo(ecm_env, seed=7, anchor=as_of_utc(key), scale=0.05)  # the sheet; the data comes from pg
     import psycopg2
 
@@ -118,7 +128,7 @@ def test_whole_triage_runs_on_postgres(pg, ecm_env: Path) -> None:
 
 
 def test_a_failing_run_never_shows_the_password(pg, ecm_env: Path) -> None:
-    key = current_partition_key()
+    key = live_tick_key()
     generate_demo(ecm_env, seed=7, anchor=as_of_utc(key), scale=0.05)
     secret = "Run-Secret-Pw-42"
     result, instance = _run(key, WarehouseResource(url=pg["url"].replace(READER_PASSWORD, secret)))

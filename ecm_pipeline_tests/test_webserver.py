@@ -122,7 +122,7 @@ def test_webserver_loads_the_code_location(served_workspace: dict) -> None:
     [repository] = location["repositories"]
     asset_keys = ["/".join(node["assetKey"]["path"]) for node in repository["assetNodes"]]
     assert ASSETS.issubset(asset_keys), asset_keys
-    assert len(asset_keys) == len(ASSETS), asset_keys
+    assert {"excluded_orders", "disqualified_orders", "assignment_agents", "ticket_announcements"} <= set(asset_keys)
 
     schedules = {schedule["name"]: schedule for schedule in repository["schedules"]}
     assert "triage_schedule" in schedules, sorted(schedules)

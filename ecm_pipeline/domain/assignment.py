@@ -7,61 +7,59 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ecm_pipeline.resources.sheet import ASSIGNMENT_COLUMNS
+from ecm_pipeline.domain.tickets import (
+    ASSIGNMENT_COLUMNS,
+    Status,
+    agent_loads,
+    normalise_email,
+    open_tickets,
+    order_ids,
+)
 from ecm_pipeline.settings import AssignmentSettings
 
-LOAD_STATES = ("OPEN", "IN_PROGRESS")
-STICKY_STATES = ("OPEN", "IN_PROGRESS", "ESCALATED")
+OVERFLOW_COLUMNS = ["order_id", "currency", "amount_aed", "priority", "stuck_reason"]
 
 
 @dataclass(frozen=True)
 class AssignmentPlan:
     new_rows: pd.DataFrame   # rows for the Assignments tab, in assignment order
-    assigned: pd.DataFrame   # the assigned orders with `agent_key`
+    assigned: pd.DataFrame   # the assigned orders with `agent_key` and `agent_email`
     overflow: pd.DataFrame   # candidates nobody had room for
     agents: pd.DataFrame     # per pool agent: load before, room, assigned now, high value now
     monitored: int           # no_action orders: counted, never handed to people
     already_assigned: int
 
 
-def _status(tab: pd.DataFrame) -> pd.Series:
-    return tab["Status"].astype(str).str.strip().str.upper()
-
-
-def agent_loads(assignments: pd.DataFrame) -> pd.Series:
-    """OPEN + IN_PROGRESS tickets per agent, keyed by lower-case e-mail."""
-    mine = assignments.loc[_status(assignments).isin(LOAD_STATES), "Assigned Agent"]
-    return mine.astype(str).str.strip().str.lower().value_counts()
-
-
 def assignment_queue(candidates: pd.DataFrame, high_value_aed: float) -> pd.DataFrame:
     """High value first by amount, then the rest by score; ties: older first, then order_id."""
-    high = candidates["amount_aed"].to_numpy(dtype=float) >= high_value_aed
-    # Sort a narrow key frame and take the rows once: the candidates can be wide and many.
-    keys = pd.DataFrame({
-        "rest": ~high,
-        "rank": -np.where(high, candidates["amount_aed"], candidates["score"]),
-        "age": -candidates["hours_stuck"].to_numpy(dtype=float),
-        "order_id": candidates["order_id"].to_numpy(),
-    })
-    order = keys.sort_values(["rest", "rank", "age", "order_id"], kind="stable").index
+    amount = candidates["amount_aed"].to_numpy(dtype=float)
+    high = amount >= high_value_aed
+    rank = -np.where(high, amount, candidates["score"].to_numpy(dtype=float))
+    age = -candidates["hours_stuck"].to_numpy(dtype=float)
+    # np.lexsort sorts by the last key first; order ids break the remaining ties.
+    order = np.lexsort((candidates["order_id"].to_numpy(dtype=str), age, rank, ~high))
     return candidates.iloc[order].assign(high_value=high[order]).reset_index(drop=True)
 
 
-def _rotate(queue: pd.DataFrame, pool: pd.DataFrame, room: np.ndarray, team_first: bool) -> np.ndarray:
-    """One rotation across the pool, skipping agents at capacity. Returns pool index per order (-1:
-    overflow). The loop is bounded by the total free capacity, not by the number of orders."""
-    agent_for = np.full(len(queue), -1)
-    teams = pool["team"].to_numpy()
-    order_teams = queue["team"].to_numpy() if team_first else None
-    pointer, n = 0, len(pool)
-    for i in range(len(queue)):
+def slot_sequence(room: np.ndarray) -> np.ndarray:
+    """The pool index of every free slot in rotation order: one rotation across the pool starting
+    with the first agent, skipping agents at capacity, i.e. cycle by cycle, agents in pool order.
+    Built from the slots agents have, never from the backlog, so it costs O(free slots)."""
+    room = np.clip(room.astype(int), 0, None)
+    agent = np.repeat(np.arange(len(room)), room)
+    cycle = np.arange(len(agent)) - np.repeat(np.cumsum(room) - room, room)
+    return agent[np.lexsort((agent, cycle))]
+
+
+def _rotate_by_team(teams: np.ndarray, order_teams: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """team_first: the rotation prefers an agent of the order's team with room, else anyone with room.
+    Bounded by the free slots: each step fills one."""
+    agent_for = np.full(len(order_teams), -1)
+    pointer, n = 0, len(room)
+    for i in range(min(len(order_teams), int(room.sum()))):
         free = room > 0
-        if not free.any():
-            break
-        if team_first:
-            same_team = free & (teams == order_teams[i])
-            free = same_team if same_team.any() else free
+        same_team = free & (teams == order_teams[i])
+        free = same_team if same_team.any() else free
         j = next((pointer + k) % n for k in range(n) if free[(pointer + k) % n])
         agent_for[i] = j
         room[j] -= 1
@@ -78,20 +76,25 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
     room = (pool["max_tickets"] - pool["load_before"]).clip(lower=0).to_numpy(dtype=int, copy=True)
     pool["room_before"] = room
 
-    monitored = scored["no_action"].astype(bool) & ~scored["already_assigned"]
-    candidates = scored[~scored["already_assigned"] & ~scored["no_action"].astype(bool)]
-    queue = assignment_queue(candidates, settings.high_value_aed)
-    agent_for = _rotate(queue, pool, room.copy(), settings.mode == "team_first")
+    no_action = scored["no_action"].astype(bool)
+    monitored = no_action & ~scored["already_assigned"]
+    queue = assignment_queue(scored[~scored["already_assigned"] & ~no_action], settings.high_value_aed)
+    if settings.mode == "team_first":
+        agent_for = _rotate_by_team(pool["team"].to_numpy(), queue["team"].to_numpy(), room.copy())
+    else:
+        slots = slot_sequence(room)
+        agent_for = np.full(len(queue), -1)
+        taken_count = min(len(queue), len(slots))
+        agent_for[:taken_count] = slots[:taken_count]
 
     taken = agent_for >= 0
     assigned = queue[taken].copy()
     assigned["agent_key"] = pool["key"].to_numpy()[agent_for[taken]]
     assigned["agent_email"] = pool["email"].to_numpy()[agent_for[taken]]
-    counts = assigned.groupby("agent_key").size()
-    hv_counts = assigned[assigned["high_value"]].groupby("agent_key").size()
-    pool["assigned_now"] = pool["key"].map(counts).fillna(0).astype(int)
-    pool["high_value_now"] = pool["key"].map(hv_counts).fillna(0).astype(int)
+    given = np.bincount(agent_for[taken], minlength=len(pool))
     hv_given = np.bincount(agent_for[taken & queue["high_value"].to_numpy()], minlength=len(pool))
+    pool["assigned_now"] = given
+    pool["high_value_now"] = hv_given
     # "Had room" for the high-value spread: still had a free slot once the high-value list was done.
     pool["room_after_high_value"] = pool["room_before"] - hv_given
 
@@ -99,7 +102,7 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
         "Order ID": assigned["order_id"],
         "Assigned Agent": assigned["agent_email"],
         "Assigned At": assigned_at,
-        "Status": "OPEN",
+        "Status": Status.OPEN.value,
         "Priority": assigned["priority"],
         "Currency": assigned["currency"],
         "Amount": assigned["send_amount"].map("{:.2f}".format),
@@ -107,12 +110,32 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
         "Diagnosis": assigned["stuck_reason"],
         "Notes": assigned["action"],
         "Triage Run": triage_run,
-    }, columns=ASSIGNMENT_COLUMNS).reset_index(drop=True)
+    }, columns=list(ASSIGNMENT_COLUMNS)).reset_index(drop=True)
     return AssignmentPlan(
         new_rows=new_rows,
         assigned=assigned.reset_index(drop=True),
-        overflow=queue.loc[~taken, ["order_id", "currency", "amount_aed", "priority", "stuck_reason"]],
+        overflow=queue.loc[~taken, OVERFLOW_COLUMNS],
         agents=pool,
         monitored=int(monitored.sum()),
         already_assigned=int(scored["already_assigned"].sum()),
     )
+
+
+def triage_outcome(scored: pd.DataFrame, tab: pd.DataFrame, plan: AssignmentPlan, key: str,
+                   high_value_aed: float) -> pd.DataFrame:
+    """One row per actionable order: what this tick did with it (assigned, assigned_earlier by an
+    earlier run of the tick, already_assigned, monitor_only, overflow), and who has it."""
+    held = open_tickets(tab)
+    owner = held.assign(**{"Order ID": order_ids(held)}).drop_duplicates("Order ID", keep="first").set_index("Order ID")
+    out = scored.copy()
+    out["high_value"] = out["amount_aed"] >= high_value_aed
+    out["agent_email"] = out["order_id"].map(owner["Assigned Agent"]).astype(object)
+    out["agent_key"] = out["agent_email"].map(lambda e: normalise_email(e) if isinstance(e, str) else None)
+    earlier_this_tick = out["order_id"].map(owner["Triage Run"]).astype(str).str.strip().eq(key)
+    new = out["order_id"].isin(plan.assigned["order_id"])
+    out["assignment"] = "overflow"
+    out.loc[out["no_action"].astype(bool), "assignment"] = "monitor_only"
+    out.loc[out["already_assigned"], "assignment"] = "already_assigned"
+    out.loc[out["already_assigned"] & earlier_this_tick, "assignment"] = "assigned_earlier"
+    out.loc[new, "assignment"] = "assigned"
+    return out

@@ -82,8 +82,14 @@ def _money(amount: float) -> str:
 def _order_line(row: pd.Series) -> str:
     return (
         f"• `{escape(row['order_id'])}` {row['send_amount']:,.2f} {escape(row['currency'])} · "
-        f"{row['hours_stuck']:.0f}h · {escape(row['stuck_reason'])} · {row['priority']}"
+        f"{row['hours_stuck']:.0f}h · {escape(row['stuck_reason'])} · {escape(row['priority'])}"
     )
+
+
+# The assignment outcomes that are this tick's tickets.
+THIS_TICK = ("assigned", "assigned_earlier")
+THREAD_COLUMNS = ["order_id", "agent_key", "send_amount", "currency", "hours_stuck", "stuck_reason", "priority",
+                  "high_value", "amount_aed", "triage_run"]
 
 
 @dataclass(frozen=True)
@@ -103,15 +109,27 @@ class TriageFigures:
     new_this_run: int
     already_with_agents: int
     overflow: int
-    per_agent: pd.DataFrame        # name, slack_handle, email, orders, high_value
+    carried_over: int              # earlier tickets never announced, announced now
+    per_agent: pd.DataFrame        # agent_key, name, slack_handle, email, orders, high_value
     high_value_aed: float
+    warnings: tuple[str, ...] = ()  # roster rows set aside, duplicates people typed into the Sheet
 
 
-def triage_figures(outcome: pd.DataFrame, disqualified: pd.DataFrame, roster: pd.DataFrame,
-                   tick: datetime, high_value_aed: float) -> TriageFigures:
-    mine = outcome[outcome["assignment"].isin(["assigned", "assigned_earlier"])]
+def thread_orders(outcome: pd.DataFrame, carried: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Every ticket this briefing announces, one row each: this tick's, then carried-over ones."""
+    mine = outcome[outcome["assignment"].isin(THIS_TICK)].assign(triage_run=key).reindex(columns=THREAD_COLUMNS)
+    earlier = carried.assign(amount_aed=float("nan"), high_value=False).reindex(columns=THREAD_COLUMNS)
+    out = pd.concat([f for f in (mine, earlier) if len(f)] or [mine], ignore_index=True)
+    out["high_value"] = out["high_value"].fillna(False).astype(bool)
+    return out
+
+
+def triage_figures(outcome: pd.DataFrame, disqualified: pd.DataFrame, roster: pd.DataFrame, tick: datetime,
+                   key: str, high_value_aed: float, announced: pd.DataFrame,
+                   warnings: tuple[str, ...] = ()) -> TriageFigures:
+    """`announced` is `thread_orders(...)`: the tickets this briefing names, per agent."""
     per_agent = (
-        mine.groupby("agent_key")
+        announced.groupby("agent_key")
         .agg(orders=("order_id", "size"), high_value=("high_value", "sum"))
         .reset_index()
         .merge(roster[["key", "name", "slack_handle", "email"]], left_on="agent_key", right_on="key", how="left")
@@ -119,12 +137,13 @@ def triage_figures(outcome: pd.DataFrame, disqualified: pd.DataFrame, roster: pd
     )
     per_agent["name"] = per_agent["name"].fillna(per_agent["agent_key"])
     per_agent["slack_handle"] = per_agent["slack_handle"].fillna("")
+    mine = outcome[outcome["assignment"].isin(THIS_TICK)]
     return TriageFigures(
         tick=tick,
         actionable=len(outcome),
         high_value=int(outcome["high_value"].sum()),
         p1=int((outcome["priority"] == "P1").sum()),
-        critical=int((outcome["hours_stuck"] > 36).sum()),
+        critical=int((outcome["category"] == "critical").sum()),
         value_at_risk=summary.value_at_risk(outcome),
         currency_counts=summary.counts(outcome, "currency"),
         disqualified={str(k): int(v) for k, v in disqualified["disqualification_code"].value_counts().items()},
@@ -133,12 +152,14 @@ def triage_figures(outcome: pd.DataFrame, disqualified: pd.DataFrame, roster: pd
         new_this_run=int((outcome["assignment"] == "assigned").sum()),
         already_with_agents=int((outcome["assignment"] == "already_assigned").sum()),
         overflow=int((outcome["assignment"] == "overflow").sum()),
+        carried_over=int((announced["triage_run"] != key).sum()),
         per_agent=per_agent,
         high_value_aed=high_value_aed,
+        warnings=tuple(warnings),
     )
 
 
-def briefing_text(f: TriageFigures, sheet_url: str = "") -> str:
+def briefing_text(f: TriageFigures, sheet_url: str = "", critical_hours: float = 36) -> str:
     when = f.tick.strftime("%Y-%m-%d %H:%M")
     money = " · ".join(f"{cur} {_money(f.value_at_risk[cur])}" for cur in f.currency_counts)
     total = max(f.actionable, 1)
@@ -150,16 +171,23 @@ def briefing_text(f: TriageFigures, sheet_url: str = "") -> str:
         f"*{f.actionable} actionable orders* · {f.assigned_this_tick} assigned this tick · "
         f"{f.already_with_agents} already with agents",
         f"• :moneybag: {f.high_value} high value (≥ {_money(f.high_value_aed)} AED) · :red_circle: {f.p1} P1 · "
-        f"{f.critical} critical (> 36 h)",
+        f"{f.critical} critical (> {critical_hours:g} h)",
         f"• Value at risk: {money or 'none'} ≈ {_money(f.value_at_risk.get('AED_equivalent', 0))} AED",
         f"• Currency mix: {mix or 'none'}",
         f"• Disqualified: {dq_total}" + (f" ({dq_top})" if dq_top else "") + f" · Monitoring only: {f.monitored}",
     ]
     if f.overflow:
         lines.append(f"• :warning: Overflow: {f.overflow} orders unassigned — every active agent is at capacity")
+    if f.carried_over:
+        lines.append(f"• :inbox_tray: {f.carried_over} tickets from earlier ticks were never announced (Slack was "
+                     "unreachable); they are in the threads below")
     if f.assigned_this_tick and f.new_this_run == 0:
         lines.append(f"• :repeat: Re-run of this tick: nothing new assigned; the {f.assigned_this_tick} "
                      "assignments below were made by the earlier run")
+    for warning in f.warnings[:5]:
+        lines.append(f"• :warning: {escape(warning)}")
+    if len(f.warnings) > 5:
+        lines.append(f"• :warning: … and {len(f.warnings) - 5} more warnings (see the run in Dagster)")
     if len(f.per_agent):
         lines.append("*Assignments this tick* (details in the thread)")
         agent_lines = [
@@ -183,9 +211,11 @@ def briefing_text(f: TriageFigures, sheet_url: str = "") -> str:
     return "\n".join(lines)
 
 
-def agent_thread_text(agent: pd.Series, orders: pd.DataFrame) -> str:
-    high = orders[orders["high_value"]]
-    rest = orders[~orders["high_value"]]
+def agent_thread_text(agent: pd.Series, orders: pd.DataFrame, key: str) -> str:
+    now = orders[orders["triage_run"] == key]
+    high = now[now["high_value"]]
+    rest = now[~now["high_value"]]
+    earlier = orders[orders["triage_run"] != key]
     lines = [f"{mention(agent['slack_handle'], agent['name'])} — your {len(orders)} orders this tick"]
     if len(high):
         lines.append("*:moneybag: High value*")
@@ -193,19 +223,21 @@ def agent_thread_text(agent: pd.Series, orders: pd.DataFrame) -> str:
     if len(rest):
         lines.append("*:clipboard: Regular*")
         lines += [_order_line(r) for _, r in rest.iterrows()]
+    for run, group in earlier.groupby("triage_run"):
+        lines.append(f"*:inbox_tray: Carried over from the {escape(run)} tick* (not announced then)")
+        lines += [_order_line(r) for _, r in group.iterrows()]
     return "\n".join(lines)
 
 
-def briefing_messages(f: TriageFigures, outcome: pd.DataFrame, sheet_url: str = "") -> list[Message]:
+def briefing_messages(f: TriageFigures, announced: pd.DataFrame, key: str, sheet_url: str = "",
+                      critical_hours: float = 36) -> list[Message]:
     """The main briefing, then one thread reply per agent with their orders."""
-    main = briefing_text(f, sheet_url)
+    main = briefing_text(f, sheet_url, critical_hours)
     messages = [Message("triage", main, sections(main))]
-    mine = outcome[outcome["assignment"].isin(["assigned", "assigned_earlier"])]
     for _, agent in f.per_agent.iterrows():
-        orders = mine[mine["agent_key"] == agent["agent_key"]].sort_values(
-            ["high_value", "amount_aed"], ascending=[False, False]
-        )
-        text = agent_thread_text(agent, orders)
+        orders = announced[announced["agent_key"] == agent["agent_key"]].sort_values(
+            ["high_value", "amount_aed", "order_id"], ascending=[False, False, True], na_position="last")
+        text = agent_thread_text(agent, orders, key)
         messages.append(Message(f"triage/agent/{agent['agent_key']}", text, sections(text)))
     return messages
 

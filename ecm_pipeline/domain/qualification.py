@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 
 from ecm_pipeline.domain.classification import UNCATEGORIZED
+from ecm_pipeline.domain.tickets import order_ids, tickets_open_at
 from ecm_pipeline.settings import QualificationSettings
 
 ABANDONED_PAYMENT_STATES = ("CREATED", "INITIATED")
 AUTO_CANCEL_CODES = ("abandoned_payment", "abandoned_retry", "uncategorized_unpaid")
-OPEN_TICKET_STATES = ("OPEN", "IN_PROGRESS", "ESCALATED")
 
 
 @dataclass(frozen=True)
@@ -88,12 +88,13 @@ def qualify(classified: pd.DataFrame, settings: QualificationSettings) -> tuple[
     return classified.loc[~dropped].copy(), disqualified
 
 
-def flag_already_assigned(qualified: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
-    """`already_assigned`: an OPEN, IN_PROGRESS or ESCALATED row for the order exists in the store."""
-    status = assignments["Status"].astype("str").str.strip().str.upper()
-    open_ids = set(assignments.loc[status.isin(OPEN_TICKET_STATES), "Order ID"].astype("str").str.strip())
+def flag_already_assigned(qualified: pd.DataFrame, assignments: pd.DataFrame,
+                          as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """`already_assigned`: the order has an OPEN, IN_PROGRESS or ESCALATED ticket — at the tick
+    `as_of` (UTC) when given: only tickets assigned at or before it count (see `tickets_open_at`)."""
+    held = tickets_open_at(assignments, as_of)
     out = qualified.copy()
-    out["already_assigned"] = out["order_id"].isin(open_ids)
+    out["already_assigned"] = out["order_id"].isin(set(order_ids(held)))
     return out
 
 

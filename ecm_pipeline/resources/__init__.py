@@ -60,8 +60,11 @@ def environment_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.
     if on("sheet"):
         from ecm_pipeline.resources.google_sheet import GoogleSheetResource
 
-        sheet = GoogleSheetResource(spreadsheet_id=dg.EnvVar("SPREADSHEET_ID"),
-                                    service_account_json=dg.EnvVar("GOOGLE_SERVICE_ACCOUNT_JSON"))
+        sheet_fields = {"spreadsheet_id": dg.EnvVar("SPREADSHEET_ID"),
+                        "service_account_json": dg.EnvVar("GOOGLE_SERVICE_ACCOUNT_JSON")}
+        if env.get("GOOGLE_SHEETS_API_ENDPOINT"):
+            sheet_fields["api_endpoint"] = dg.EnvVar("GOOGLE_SHEETS_API_ENDPOINT")
+        sheet = GoogleSheetResource(**sheet_fields)
     else:
         sheet = SheetResource()
     if on("slack"):
@@ -73,4 +76,5 @@ def environment_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.
         slack = SlackApiResource(**slack_fields)
     else:
         slack = SlackResource()
-    return {"warehouse": warehouse, "sheet": sheet, "slack": slack, "lake": LakeResource()}
+    lake = LakeResource(url=dg.EnvVar("ECM_LAKE_URL")) if env.get("ECM_LAKE_URL") else LakeResource()
+    return {"warehouse": warehouse, "sheet": sheet, "slack": slack, "lake": lake}

@@ -7,21 +7,30 @@ plain gspread calls, and why:
   displayed text, so IDs like "007" stay text.
 - Columns are matched by header name (case and spacing ignored): people reorder columns and add
   their own; a tab whose required headers are gone is refused rather than written into blindly.
-- A constant number of API calls per operation (one read per tab, one append per batch): the
-  Sheets quota is per minute and per user (60/min for a service account, notes §3.3).
-- Bounded retries with exponential backoff on 429, 5xx and lost connections, and a retried append
-  first re-reads the tab, so an append whose response was lost is never applied twice.
-  gspread's BackOffHTTPClient is not used: it retries appends blindly and forever (notes §3.3).
+  Tabs the project creates get exactly the columns they use (the Sheet's cell limit counts every
+  cell of the grid).
+- A constant number of API calls per operation (one batch read for several tabs, one append per
+  batch): the Sheets quota is per minute and per user (60/min for a service account, notes §3.3).
+- Bounded retries with exponential backoff (tenacity) on 429, 5xx and lost connections. A write
+  whose outcome is unknown is never repeated blindly: a retried append first re-reads the tab and
+  appends only the rows not there yet; a delete removes only rows that still hold exactly what was
+  read. gspread's BackOffHTTPClient is not used: it retries appends blindly and forever.
+- A lock for read-plan-append: a lock tab that only one run can create (Google refuses a second tab
+  of the same name, atomically), holding its owner and the time its lease runs out; a lease that ran
+  out is broken by deleting that exact tab (by id), so a crashed run cannot hold the Sheet forever.
 - No credential material in any message: errors carry the tab, the operation and the API status,
   with e-mail addresses and key blocks scrubbed from whatever text Google sent back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,22 +38,29 @@ import dagster as dg
 import gspread
 import pandas as pd
 import requests
-from google.auth.credentials import AnonymousCredentials
+import tenacity
 from google.auth.exceptions import GoogleAuthError, TransportError
-from google.auth.transport.requests import AuthorizedSession
-from gspread.utils import absolute_range_name
+from gspread.utils import absolute_range_name, rowcol_to_a1
 from pydantic import Field, PrivateAttr
 from requests.adapters import HTTPAdapter
 
-from ecm_pipeline.resources.sheet import TABS, AssignmentStoreResource, SheetError
+from ecm_pipeline.domain.tickets import TABS, TICKET_KEY
+from ecm_pipeline.resources.endpoints import require_https
+from ecm_pipeline.resources.sheet import (
+    ROW,
+    AssignmentStore,
+    AssignmentStoreResource,
+    SheetError,
+    SheetLockTimeout,
+    as_text,
+    columns_of,
+)
 
 SHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"  # least privilege: only the Sheets API is called
 GOOGLE_SHEETS_API = "https://sheets.googleapis.com"
 KEY_FIELDS = ("client_email", "private_key", "token_uri")
-# How a row already in the tab is recognised when a retried append checks what landed: an
-# assignment is one order in one triage run; other tabs have no key, so the whole row counts.
-ROW_KEYS: dict[str, list[str]] = {"Assignments": ["Order ID", "Triage Run"]}
 MAX_DELAY_SECONDS = 60.0
+LOCK_TAB_PREFIX = "_ecm_lock "
 _READ_PARAMS = {"valueRenderOption": "FORMATTED_VALUE", "majorDimension": "ROWS"}
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _KEY_BLOCK = re.compile(r"-----BEGIN[^-]*-----.*?(?:-----END[^-]*-----|$)", re.S)
@@ -63,7 +79,7 @@ def _scrub(text: str) -> str:
     return " ".join(text.split())[:200]
 
 
-def _failure(exc: Exception) -> tuple[bool, str] | None:
+def _failure(exc: BaseException) -> tuple[bool, str] | None:
     """(worth retrying, what happened) for a failed API call; None if it is not an API failure."""
     if isinstance(exc, gspread.exceptions.APIError):
         status = exc.response.status_code
@@ -86,92 +102,76 @@ def _positions(tab: str, header: Sequence[object]) -> list[int]:
     index: dict[str, int] = {}
     for i, name in enumerate(header):
         index.setdefault(_normal(name), i)
-    missing = [c for c in TABS[tab] if _normal(c) not in index]
+    missing = [c for c in columns_of(tab) if _normal(c) not in index]
     if missing:
         found = ", ".join(_scrub(str(h)) for h in header if str(h).strip()) or "nothing"
         raise SheetError(
             f"{tab}: the header row is missing {', '.join(missing)} (row 1 has: {found}); restore these "
             f"headers - columns are matched by name, so their order and extra columns do not matter"
         )
-    return [index[_normal(c)] for c in TABS[tab]]
+    return [index[_normal(c)] for c in columns_of(tab)]
 
 
 def _frame(tab: str, values: list[list[Any]]) -> pd.DataFrame:
-    """The tab's known columns as text in canonical order; blank rows (all known cells blank) dropped."""
-    columns = TABS[tab]
+    """The tab's known columns as text in canonical order, with each row's sheet row number in
+    `_row`; blank rows (all known cells blank) dropped."""
+    columns = list(columns_of(tab))
     if not values:
-        return pd.DataFrame({c: pd.Series([], dtype=str) for c in columns})
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in [ROW, *columns]})
     positions = _positions(tab, values[0])
     records = []
-    for row in values[1:]:
+    for number, row in enumerate(values[1:], start=2):
         cells = [str(row[p]) if p < len(row) else "" for p in positions]
         if any(cell.strip() for cell in cells):
-            records.append(cells)
-    return pd.DataFrame(records, columns=columns, dtype=str)
-
-
-def _as_text(tab: str, rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows to write as strings in canonical column order (the same conversion as the local store)."""
-    columns = TABS[tab]
-    missing = [c for c in columns if c not in rows.columns]
-    if missing:
-        raise SheetError(f"{tab}: rows to append lack columns {missing}")
-    return rows[columns].astype("object").where(rows[columns].notna(), "").astype(str).reset_index(drop=True)
+            records.append([number, *cells])
+    frame = pd.DataFrame(records, columns=[ROW, *columns])
+    return frame.astype({ROW: int, **{c: object for c in columns}})
 
 
 def _not_yet_in(tab: str, rows: pd.DataFrame, existing: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose key is not in the tab yet."""
-    key = ROW_KEYS.get(tab, TABS[tab])
+    """The rows whose key is not in the tab yet (an assignment is one order in one triage run;
+    other tabs have no key, so the whole row counts)."""
+    key = list(TICKET_KEY) if tab == "Assignments" else list(columns_of(tab))
     present = set(existing[key].apply(lambda col: col.str.strip()).itertuples(index=False, name=None))
     wanted = rows[key].apply(lambda col: col.str.strip()).itertuples(index=False, name=None)
     return rows[[k not in present for k in wanted]]
 
 
-class GoogleSheetStore:
+class GoogleSheetStore(AssignmentStore):
     """The assignment store on a Google Sheet; one instance serves one asset or command."""
 
+    late_writes = True
+
     def __init__(self, client: gspread.Client, spreadsheet_id: str, max_attempts: int = 4,
-                 backoff_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 backoff_seconds: float = 2.0, lock_poll_seconds: float = 2.0) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.http = client.http_client
         self.spreadsheet_id = spreadsheet_id
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
-        self.sleep = sleep
-        self._titles: dict[str, str] | None = None
+        self.lock_poll_seconds = lock_poll_seconds
+        self._sheets: dict[str, dict[str, Any]] | None = None   # casefolded title -> sheet properties
 
     def describe(self) -> str:
         return f"Google Sheet {self.spreadsheet_id}"
 
     # -- the store interface -------------------------------------------------------------------
 
-    def ensure_tabs(self) -> None:
-        """Create the pipeline's missing tabs with their headers: one addSheet batch and one header write."""
-        missing = [tab for tab in TABS if tab.casefold() not in self._tab_titles()]
-        if not missing:
-            return
-
-        def add(attempt: int) -> None:
-            # A lost response may hide a tab that was added: look again before adding on a retry.
-            titles = self._tab_titles() if attempt == 1 else self._metadata()
-            still_missing = [tab for tab in missing if tab.casefold() not in titles]
-            if still_missing:
-                self.http.batch_update(self.spreadsheet_id, {"requests": [
-                    {"addSheet": {"properties": {"title": tab}}} for tab in still_missing]})
-            self._titles = {**titles, **{tab.casefold(): tab for tab in still_missing}}
-
-        self._with_retries(f"creating tabs {', '.join(missing)}", add)
-        body = {"valueInputOption": "RAW",
-                "data": [{"range": absolute_range_name(tab, "A1"), "values": [TABS[tab]]} for tab in missing]}
-        self._with_retries(f"writing the headers of {', '.join(missing)}",
-                           lambda _: self.http.values_batch_update(self.spreadsheet_id, body))
-
-    def read_tab(self, tab: str) -> pd.DataFrame:
-        """All rows of a tab as text (blank cells as ""), in sheet order, in one API call."""
-        title = self._title(tab)
-        values = self._with_retries(f"{tab}: reading the tab", lambda _: self._values(absolute_range_name(title)))
-        return _frame(tab, values)
+    def read_tabs(self, tabs: Sequence[str]) -> dict[str, pd.DataFrame]:
+        """Several tabs in one API call; the pipeline's own tabs are created if missing, a ledger tab
+        that does not exist yet reads as empty."""
+        missing_own = [t for t in tabs if t in TABS and t.casefold() not in self._titles()]
+        if missing_own:
+            self._create_tabs(missing_own)
+        present = [t for t in tabs if t.casefold() in self._titles()]
+        ranges = [absolute_range_name(self._titles()[t.casefold()]) for t in present]
+        answer = self._call(f"reading {', '.join(present)}", lambda _: self.http.values_batch_get(
+            self.spreadsheet_id, ranges, params=dict(_READ_PARAMS))) if present else {"valueRanges": []}
+        out = {t: _frame(t, []) for t in tabs}
+        for tab, value_range in zip(present, answer.get("valueRanges", []), strict=True):
+            out[tab] = _frame(tab, value_range.get("values", []))
+        return out
 
     def append_rows(self, tab: str, rows: pd.DataFrame) -> int:
         """Append rows in one API call, RAW, each value under its header wherever that column is.
@@ -181,12 +181,12 @@ class GoogleSheetStore:
         repeated. Returns the number of rows given, all of which are in the tab once it returns."""
         if rows.empty:
             return 0
-        text = _as_text(tab, rows)
+        text = as_text(tab, rows)
         title = self._title(tab)
 
         def append(attempt: int) -> None:
             values = self._values(absolute_range_name(title, "1:1") if attempt == 1 else absolute_range_name(title))
-            header = values[0] if values else list(TABS[tab])
+            header = values[0] if values else list(columns_of(tab))
             pending = text if attempt == 1 or not values else _not_yet_in(tab, text, _frame(tab, values))
             if pending.empty:
                 return
@@ -204,14 +204,96 @@ class GoogleSheetStore:
                 body={"majorDimension": "ROWS", "values": lines},
             )
 
-        self._with_retries(f"{tab}: appending {len(text)} rows", append)
+        self._call(f"{tab}: appending {len(text)} rows", append)
         return len(text)
+
+    def delete_rows(self, tab: str, rows: pd.DataFrame, key: Sequence[str]) -> int:
+        """Delete the given rows, bottom-up in one batch, but only those that still hold exactly the
+        cells read before (rows move when people insert or delete rows). The remaining window is
+        one API round trip between that re-read and the delete."""
+        if rows.empty:
+            return 0
+        title = self._title(tab)
+        columns = list(columns_of(tab))
+        ranges = [absolute_range_name(title, f"{int(r)}:{int(r)}") for r in rows[ROW]]
+        answer = self._call(f"{tab}: re-reading {len(ranges)} rows", lambda _: self.http.values_batch_get(
+            self.spreadsheet_id, ranges, params=dict(_READ_PARAMS)))
+        header = self._values(absolute_range_name(title, "1:1"))[0]
+        positions = _positions(tab, header)
+        confirmed = []
+        for (_, expected), value_range in zip(rows.iterrows(), answer.get("valueRanges", []), strict=True):
+            cells = (value_range.get("values") or [[]])[0]
+            now = [str(cells[p]) if p < len(cells) else "" for p in positions]
+            if now == [str(expected[c]) for c in columns]:
+                confirmed.append(int(expected[ROW]))
+        if not confirmed:
+            return 0
+        sheet_id = self._sheets_by_title()[title.casefold()]["sheetId"]
+        requests_ = [{"deleteDimension": {"range": {"sheetId": sheet_id, "dimension": "ROWS",
+                                                   "startIndex": r - 1, "endIndex": r}}}
+                     for r in sorted(set(confirmed), reverse=True)]
+        # Not retried: after a lost response the rows have moved; the next run re-reads and converges.
+        self._call(f"{tab}: deleting {len(requests_)} rows",
+                   lambda _: self.http.batch_update(self.spreadsheet_id, {"requests": requests_}), attempts=1)
+        return len(requests_)
+
+    def update_row(self, tab: str, row: int, expect: Mapping[str, str], values: Mapping[str, str]) -> bool:
+        """Read-check-write of one row, then read it back: a change someone made in between is
+        detected (False). The window is the time between the check and the write (one round trip);
+        ecm commands also hold the tab lock, so only hand edits can fall into it."""
+        title = self._title(tab)
+        header = self._values(absolute_range_name(title, "1:1"))[0]
+        positions = dict(zip(columns_of(tab), _positions(tab, header), strict=True))
+        current = self._values(absolute_range_name(title, f"{row}:{row}"))
+        cells = current[0] if current else []
+
+        def cell(column: str, line: list[Any]) -> str:
+            p = positions[column]
+            return str(line[p]) if p < len(line) else ""
+
+        if any(cell(c, cells) != str(v) for c, v in expect.items()):
+            return False
+        body = {"valueInputOption": "RAW",
+                "data": [{"range": absolute_range_name(title, rowcol_to_a1(row, positions[c] + 1)), "values": [[v]]}
+                         for c, v in values.items()]}
+        self._call(f"{tab}: updating row {row}", lambda _: self.http.values_batch_update(self.spreadsheet_id, body))
+        after = self._values(absolute_range_name(title, f"{row}:{row}"))
+        return all(cell(c, after[0] if after else []) == str(v) for c, v in values.items())
+
+    @contextlib.contextmanager
+    def lock(self, tab: str, owner: str, timeout_seconds: float) -> Iterator[None]:
+        lock_title = f"{LOCK_TAB_PREFIX}{tab}"
+        deadline = time.monotonic() + timeout_seconds
+        first_seen_empty: float | None = None
+        while True:
+            sheet_id = self._try_lock(lock_title, owner, timeout_seconds)
+            if sheet_id is not None:
+                break
+            holder, expires, held_id = self._lock_holder(lock_title)
+            now = datetime.now(UTC)
+            if held_id is not None and expires is None:
+                # Created but not yet labelled: its owner is writing the lease now, or died doing it.
+                first_seen_empty = first_seen_empty or time.monotonic()
+                stale = time.monotonic() - first_seen_empty > timeout_seconds
+            else:
+                stale = expires is not None and expires < now
+            if held_id is not None and stale:
+                self._break_lock(held_id)
+                continue
+            if time.monotonic() > deadline:
+                raise SheetLockTimeout(f"{tab} is held by {holder or 'another run'} for longer than "
+                                       f"{timeout_seconds:g} s (lock tab {lock_title!r})")
+            time.sleep(self.lock_poll_seconds)
+        try:
+            yield
+        finally:
+            self._break_lock(sheet_id)
 
     def check(self) -> str:
         """Open the spreadsheet and verify every tab's header row (two read calls)."""
-        metadata = self._with_retries("opening the spreadsheet", lambda _: self._fetch_metadata())
+        metadata = self._call("opening the spreadsheet", lambda _: self._fetch_metadata())
         name = metadata["properties"]["title"]
-        titles = self._titles_from(metadata)
+        titles = {s["properties"]["title"].casefold(): s["properties"]["title"] for s in metadata.get("sheets", [])}
         missing = [tab for tab in TABS if tab.casefold() not in titles]
         if missing:
             plural = "s" if len(missing) > 1 else ""
@@ -220,7 +302,7 @@ class GoogleSheetStore:
                 + "; ".join(f"create {tab} with the headers {', '.join(TABS[tab])}" for tab in missing)
             )
         ranges = [absolute_range_name(titles[tab.casefold()], "1:1") for tab in TABS]
-        answer = self._with_retries("reading the header rows", lambda _: self.http.values_batch_get(
+        answer = self._call("reading the header rows", lambda _: self.http.values_batch_get(
             self.spreadsheet_id, ranges, params=dict(_READ_PARAMS)))
         for tab, value_range in zip(TABS, answer.get("valueRanges", []), strict=True):
             header = (value_range.get("values") or [[]])[0]
@@ -230,67 +312,135 @@ class GoogleSheetStore:
             _positions(tab, header)
         return f"spreadsheet {name}: tabs {', '.join(TABS)} ok"
 
+    # -- tabs ------------------------------------------------------------------------------------
+
+    def _create_tabs(self, tabs: Sequence[str], hidden: bool = False) -> None:
+        """Create tabs with exactly their columns and a frozen header row: one addSheet batch and
+        one header write. A retry after a lost response looks again first."""
+
+        def add(attempt: int) -> None:
+            titles = self._titles() if attempt == 1 else self._titles(refresh=True)
+            still_missing = [tab for tab in tabs if tab.casefold() not in titles]
+            if still_missing:
+                reply = self.http.batch_update(self.spreadsheet_id, {"requests": [
+                    {"addSheet": {"properties": {
+                        "title": tab, "hidden": hidden,
+                        "gridProperties": {"rowCount": 1, "columnCount": len(columns_of(tab)), "frozenRowCount": 1},
+                    }}} for tab in still_missing]})
+                for answer in reply.get("replies", []):
+                    properties = answer["addSheet"]["properties"]
+                    self._sheets_by_title()[properties["title"].casefold()] = properties
+
+        self._call(f"creating tabs {', '.join(tabs)}", add)
+        body = {"valueInputOption": "RAW",
+                "data": [{"range": absolute_range_name(tab, "A1"), "values": [list(columns_of(tab))]} for tab in tabs]}
+        self._call(f"writing the headers of {', '.join(tabs)}",
+                   lambda _: self.http.values_batch_update(self.spreadsheet_id, body))
+
+    def _title(self, tab: str) -> str:
+        """The tab's actual title, creating it first if it is missing."""
+        if tab.casefold() not in self._titles():
+            self._create_tabs([tab])
+        return self._titles()[tab.casefold()]
+
+    def _sheets_by_title(self, refresh: bool = False) -> dict[str, dict[str, Any]]:
+        if self._sheets is None or refresh:
+            metadata = self._call("opening the spreadsheet", lambda _: self._fetch_metadata())
+            # Google refuses two tabs whose names differ only in case, so "agents" is the Agents tab.
+            self._sheets = {s["properties"]["title"].casefold(): s["properties"] for s in metadata.get("sheets", [])}
+        return self._sheets
+
+    def _titles(self, refresh: bool = False) -> dict[str, str]:
+        return {k: v["title"] for k, v in self._sheets_by_title(refresh).items()}
+
+    # -- the lock tab ----------------------------------------------------------------------------
+
+    def _try_lock(self, title: str, owner: str, lease_seconds: float) -> int | None:
+        """Create the lock tab (Google refuses it atomically if it exists); None when someone has it."""
+        sheet_id = uuid.uuid4().int % 2_000_000_000
+        try:
+            self._call(f"taking the lock {title!r}", lambda _: self.http.batch_update(self.spreadsheet_id, {
+                "requests": [{"addSheet": {"properties": {"sheetId": sheet_id, "title": title, "hidden": True,
+                                                          "gridProperties": {"rowCount": 1, "columnCount": 2}}}}]}),
+                       attempts=1)
+        except SheetError as exc:
+            if "already exists" in str(exc):
+                return None
+            # No answer: the tab may have been created all the same; it is ours if it has our id.
+            if not any(s.get("sheetId") == sheet_id for s in self._sheets_by_title(refresh=True).values()):
+                raise
+        expires = (datetime.now(UTC) + timedelta(seconds=lease_seconds)).isoformat(timespec="seconds")
+        self._call(f"labelling the lock {title!r}", lambda _: self.http.values_update(
+            self.spreadsheet_id, absolute_range_name(title, "A1"), params={"valueInputOption": "RAW"},
+            body={"values": [[owner, expires]]}))
+        return sheet_id
+
+    def _lock_holder(self, title: str) -> tuple[str, datetime | None, int | None]:
+        sheet = self._sheets_by_title(refresh=True).get(title.casefold())
+        if sheet is None:
+            return "", None, None
+        values = self._values(absolute_range_name(title, "A1:B1"))
+        cells = values[0] if values else []
+        expires = None
+        if len(cells) > 1:
+            with contextlib.suppress(ValueError):
+                expires = datetime.fromisoformat(str(cells[1]))
+        return (str(cells[0]) if cells else ""), expires, int(sheet["sheetId"])
+
+    def _break_lock(self, sheet_id: int) -> None:
+        with contextlib.suppress(SheetError):   # gone already: someone else broke or released it
+            self._call("releasing the lock", lambda _: self.http.batch_update(
+                self.spreadsheet_id, {"requests": [{"deleteSheet": {"sheetId": sheet_id}}]}), attempts=2)
+
     # -- API plumbing --------------------------------------------------------------------------
 
     def _values(self, a1_range: str) -> list[list[Any]]:
-        answer = self.http.values_get(self.spreadsheet_id, a1_range, params=dict(_READ_PARAMS))
+        answer = self._call(f"reading {a1_range}", lambda _: self.http.values_get(
+            self.spreadsheet_id, a1_range, params=dict(_READ_PARAMS)))
         return answer.get("values", [])
 
     def _fetch_metadata(self) -> dict[str, Any]:
         return self.http.fetch_sheet_metadata(
             self.spreadsheet_id, params={"includeGridData": "false", "fields": "properties.title,sheets.properties"})
 
-    @staticmethod
-    def _titles_from(metadata: dict[str, Any]) -> dict[str, str]:
-        # Google Sheets refuses two tabs whose names differ only in case, so "agents" is the Agents tab.
-        return {s["properties"]["title"].casefold(): s["properties"]["title"] for s in metadata.get("sheets", [])}
-
-    def _metadata(self) -> dict[str, str]:
-        return self._titles_from(self._fetch_metadata())
-
-    def _tab_titles(self) -> dict[str, str]:
-        """casefolded title -> actual title, fetched once per store (one call)."""
-        if self._titles is None:
-            self._titles = self._with_retries("opening the spreadsheet", lambda _: self._metadata())
-        return self._titles
-
-    def _title(self, tab: str) -> str:
-        """The tab's actual title, creating the pipeline's tabs first if any is missing."""
-        if tab.casefold() not in self._tab_titles():
-            self.ensure_tabs()
-        return self._tab_titles()[tab.casefold()]
-
-    def _with_retries(self, what: str, call: Callable[[int], T]) -> T:
-        """Run `call(attempt)` up to max_attempts times, backing off exponentially on quota, server
-        and connection failures; anything else, or the last failure, becomes a SheetError."""
-        attempt = 1
-        while True:
-            try:
-                return call(attempt)
-            except Exception as exc:
-                failure = _failure(exc)
-                if failure is None:
-                    raise
-                retryable, detail = failure
-                if not retryable or attempt == self.max_attempts:
-                    tries = f" after {attempt} attempts" if attempt > 1 else ""
-                    raise SheetError(f"Google Sheet {self.spreadsheet_id}: {what} failed{tries}: {detail}") from None
-                delay = min(self.backoff_seconds * 2 ** (attempt - 1), MAX_DELAY_SECONDS)
-                dg.get_dagster_logger("google_sheet").warning(
-                    f"Google Sheet: {what}: {detail} (retry {attempt + 1}/{self.max_attempts} in {delay:g}s)")
-                self.sleep(delay)
-                attempt += 1
+    def _call(self, what: str, call: Callable[[int], T], attempts: int | None = None) -> T:
+        """Run `call(attempt)` up to `attempts` (default max_attempts) times, backing off exponentially
+        on quota, server and connection failures; anything else, or the last failure, is a SheetError."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts or self.max_attempts),
+            wait=tenacity.wait_exponential(multiplier=self.backoff_seconds, max=MAX_DELAY_SECONDS),
+            retry=tenacity.retry_if_exception(lambda exc: bool((_failure(exc) or (False, ""))[0])),
+            before_sleep=lambda state: dg.get_dagster_logger("google_sheet").warning(
+                f"Google Sheet: {what}: {_failure(state.outcome.exception())[1]} "
+                f"(attempt {state.attempt_number + 1}/{attempts or self.max_attempts} next)"),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return call(attempt.retry_state.attempt_number)
+        except SheetError:
+            raise
+        except Exception as exc:
+            failure = _failure(exc)
+            if failure is None:
+                raise
+            tries = retrying.statistics.get("attempt_number", 1)
+            after = f" after {tries} attempts" if tries > 1 else ""
+            raise SheetError(f"Google Sheet {self.spreadsheet_id}: {what} failed{after}: {failure[1]}") from None
+        raise AssertionError("unreachable")
 
 
-class _LocalAPIAdapter(HTTPAdapter):
-    """Sends requests meant for the Sheets API to a local stand-in (tests only, integration notes §3.4)."""
+class _EndpointAdapter(HTTPAdapter):
+    """Sends requests meant for Google's public Sheets endpoint to another one (a private or
+    regional endpoint), keeping the authorization."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, endpoint: str) -> None:
         super().__init__()
-        self.base_url = base_url.rstrip("/")
+        self.endpoint = endpoint.rstrip("/")
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        request.url = self.base_url + str(request.url)[len(GOOGLE_SHEETS_API):]
+        request.url = self.endpoint + str(request.url)[len(GOOGLE_SHEETS_API):]
         return super().send(request, *args, **kwargs)
 
 
@@ -320,16 +470,17 @@ def _service_account_info(value: str) -> dict[str, Any]:
 
 class GoogleSheetResource(AssignmentStoreResource):
     """The assignment store on Google Sheets (production). The client is built on first use, never at
-    import or definition load, and the key never appears in a message, a log line or `describe()`."""
+    import or definition load, and the key never appears in a message, a log line, `repr` or
+    `describe()`."""
 
     spreadsheet_id: str = Field(description="The spreadsheet key (the long ID in the sheet's URL).")
     service_account_json: str = Field(
         repr=False,
         description="A service-account key: its JSON text or the path of the key file. The sheet must be "
                     "shared with the account's e-mail as an editor.")
-    base_url: str = Field(
+    api_endpoint: str = Field(
         default="",
-        description="Tests only: send every Sheets API request to this local base URL, unauthenticated.")
+        description="Sheets API endpoint (GOOGLE_SHEETS_API_ENDPOINT), e.g. a private endpoint; default Google's.")
     max_attempts: int = Field(default=4, description="Attempts per API operation before giving up (at least 1).")
     backoff_seconds: float = Field(
         default=2.0, description="First retry delay; it doubles on each retry (capped at 60 s).")
@@ -341,26 +492,22 @@ class GoogleSheetResource(AssignmentStoreResource):
         """One client per resource, so the access token is fetched once and reused."""
         if self._client is None:
             info = _service_account_info(self.service_account_json)
-            if self.base_url:
-                session = AuthorizedSession(AnonymousCredentials())
-                session.mount(GOOGLE_SHEETS_API, _LocalAPIAdapter(self.base_url))
-                client = gspread.Client(auth=None, session=session)
-            else:
-                try:
-                    client = gspread.service_account_from_dict(info, scopes=[SHEETS_SCOPE])
-                except ValueError:
-                    raise SheetError("GOOGLE_SERVICE_ACCOUNT_JSON: the private key could not be loaded") from None
+            try:
+                client = gspread.service_account_from_dict(info, scopes=[SHEETS_SCOPE])
+            except ValueError:
+                raise SheetError("GOOGLE_SERVICE_ACCOUNT_JSON: the private key could not be loaded") from None
+            if self.api_endpoint:
+                endpoint = require_https(self.api_endpoint, "GOOGLE_SHEETS_API_ENDPOINT")
+                client.http_client.session.mount(GOOGLE_SHEETS_API, _EndpointAdapter(endpoint))
             client.set_timeout((10.0, self.timeout_seconds))  # gspread waits forever by default
             self._client = client
         return self._client
 
     def store(self) -> GoogleSheetStore:
         return GoogleSheetStore(self._gspread_client(), self.spreadsheet_id, max_attempts=self.max_attempts,
-                                backoff_seconds=self.backoff_seconds)
+                                backoff_seconds=self.backoff_seconds,
+                                lock_poll_seconds=min(2.0, max(self.backoff_seconds, 0.05)))
 
     def describe(self) -> str:
-        where = f" via {self.base_url}" if self.base_url else ""
+        where = f" via {self.api_endpoint}" if self.api_endpoint else ""
         return f"Google Sheet {self.spreadsheet_id}{where}"
-
-    def check(self) -> str:
-        return self.store().check()

@@ -1,77 +1,165 @@
-"""Asset snapshots as Parquet: `$ECM_HOME/lake/<asset>/<partition_key>.parquet` (one file per
-partition, replaced atomically, so re-running a partition is idempotent)."""
+"""The lake: each asset's frame per partition as Parquet at `<root>/<asset>/<partition_key>.parquet`,
+on local disk (`$ECM_HOME/lake`) or any fsspec filesystem through universal_pathlib, e.g. S3 with
+`ECM_LAKE_URL=s3://bucket/ecm` (s3fs; endpoint and credentials from the usual AWS variables).
+
+Every write is atomic (local: a temporary file renamed into place; object stores: one PUT), so a
+reader never sees half a file and re-running a partition replaces it. Each file carries, in its
+Parquet metadata, a version id, the run that wrote it and the versions of the lake files it was
+built from (its lineage): the quality gates' verdicts apply to one version of one partition.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
-from pathlib import Path
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+from upath import UPath
 
 from ecm_pipeline.settings import ecm_home
 
+METADATA_KEY = b"ecm"
+STALE_TEMP_SECONDS = 3600
 
-def writable(path: Path) -> str:
-    """Prove a directory can be written (for `ecm check`)."""
+
+class LakeError(Exception):
+    """A snapshot the pipeline needs is not in the lake, or the lake cannot be written."""
+
+
+@dataclass(frozen=True)
+class LakeFrame:
+    frame: pd.DataFrame
+    version: str
+    lineage: dict[str, str] = field(default_factory=dict)   # asset -> version of the file it was built from
+    run_id: str = ""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_temporary_files(directory: UPath) -> int:
+    """Remove temporary files that a killed or failed write left behind (their process is gone, or
+    they are older than an hour). Returns how many were removed."""
+    removed = 0
+    if not directory.exists():
+        return 0
+    for path in directory.glob(".*.tmp"):
+        parts = path.name.split(".")
+        pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+        stale = time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS
+        if stale or (pid is not None and pid != os.getpid() and not _pid_alive(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def writable(path: UPath) -> str:
+    """Prove a location can be written (for `ecm check`)."""
     path.mkdir(parents=True, exist_ok=True)
-    probe = path / ".ecm-check"
+    probe = path / f".ecm-check-{uuid.uuid4().hex}"
     probe.write_text("ok")
     probe.unlink()
     return "writable"
 
 
-class LakeError(Exception):
-    """A snapshot the pipeline needs is not in the lake."""
-
-
 class LakeResource(dg.ConfigurableResource):
-    """Reads and writes per-partition Parquet snapshots."""
+    """Reads and writes per-partition Parquet snapshots, locally or on an object store."""
 
-    root: str = ""
+    url: str = Field(default="", description="ECM_LAKE_URL (e.g. s3://bucket/ecm); default $ECM_HOME/lake.")
 
-    def base(self) -> Path:
-        return Path(self.root) if self.root else ecm_home() / "lake"
+    def root(self) -> UPath:
+        return UPath(self.url) if self.url else UPath(ecm_home() / "lake")
 
-    def path(self, asset: str, partition_key: str) -> Path:
-        return self.base() / asset / f"{partition_key}.parquet"
+    def describe(self) -> str:
+        return str(self.root())
 
-    def write(self, asset: str, partition_key: str, frame: pd.DataFrame) -> Path:
+    def path(self, asset: str, partition_key: str) -> UPath:
+        return self.root() / asset / f"{partition_key}.parquet"
+
+    def uri(self, asset: str, partition_key: str) -> str:
+        path = self.path(asset, partition_key)
+        return path.as_uri() if path.protocol in ("", "file", "local") else str(path)
+
+    def write(self, asset: str, frames: Mapping[str, pd.DataFrame], *, run_id: str = "",
+              lineage: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, str]:
+        """Write one file per partition (one call for a whole range); returns each partition's
+        version. `lineage[key]` names the versions of the files that partition was built from."""
+        directory = self.root() / asset
+        local = directory.protocol in ("", "file", "local")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            if local:
+                sweep_temporary_files(directory)
+            versions = {}
+            for key, frame in frames.items():
+                version = uuid.uuid4().hex
+                meta = {"version": version, "run_id": run_id, "lineage": dict((lineage or {}).get(key, {}))}
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                                       METADATA_KEY: json.dumps(meta).encode()})
+                target = directory / f"{key}.parquet"
+                if local:
+                    self._write_local(table, target)
+                else:
+                    buffer = io.BytesIO()
+                    pq.write_table(table, buffer)
+                    target.fs.pipe_file(target.path, buffer.getvalue())  # one PUT: atomic
+                versions[key] = version
+            return versions
+        except OSError as exc:
+            raise LakeError(f"cannot write {asset} to the lake at {directory}: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def _write_local(table: pa.Table, target: UPath) -> None:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            pq.write_table(table, str(tmp.path))
+            os.replace(tmp.path, target.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp.path)
+
+    def read(self, asset: str, partition_key: str) -> LakeFrame:
         target = self.path(asset, partition_key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(target)
-        return target
-
-    def read(self, asset: str, partition_key: str) -> pd.DataFrame:
-        target = self.path(asset, partition_key)
-        if not target.exists():
+        try:
+            table = pq.read_table(target.path, filesystem=target.fs)
+        except FileNotFoundError:
             raise LakeError(
                 f"no {asset} snapshot for partition {partition_key} ({target}): materialize {asset} "
                 "for this partition first"
-            )
-        return pd.read_parquet(target)
+            ) from None
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise LakeError(f"cannot read {target}: {exc}") from None
+        meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
+        return LakeFrame(table.to_pandas(), meta.get("version", ""), meta.get("lineage", {}), meta.get("run_id", ""))
+
+    def read_many(self, asset: str, partition_keys: Iterable[str]) -> dict[str, LakeFrame]:
+        return {key: self.read(asset, key) for key in partition_keys}
+
+    def partitions(self, asset: str) -> list[str]:
+        """The partition keys the lake holds for an asset, sorted."""
+        directory = self.root() / asset
+        if not directory.exists():
+            return []
+        return sorted(p.name.removesuffix(".parquet") for p in directory.glob("*.parquet"))
 
     def check(self) -> str:
-        return f"{self.base()} {writable(self.base())}"
-
-    def json_path(self, name: str, partition_key: str) -> Path:
-        return self.base() / name / f"{partition_key}.json"
-
-    def write_json(self, name: str, partition_key: str, data: dict) -> None:
-        target = self.json_path(name, partition_key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        tmp.replace(target)
-
-    def read_json(self, name: str, partition_key: str) -> dict:
-        target = self.json_path(name, partition_key)
-        return json.loads(target.read_text()) if target.exists() else {}
-
-    def version(self, asset: str, partition_key: str) -> int | None:
-        """Identifies one write of a snapshot: a gate verdict applies to the version it checked."""
-        target = self.path(asset, partition_key)
-        return target.stat().st_mtime_ns if target.exists() else None
+        return f"{self.describe()} {writable(self.root())}"

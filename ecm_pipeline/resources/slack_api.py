@@ -1,37 +1,38 @@
 """Production Slack delivery through the Slack Web API (`slack_sdk.WebClient`), SPEC §2 and §9.
 
-Slack has no idempotency key for `chat.postMessage`, so posting is made idempotent per (message
-key, partition) here: every message carries Slack message metadata naming both, and before each
-post we look for a message that already carries it (`conversations.history` for the parent,
-`conversations.replies` for thread replies) and `chat.update` that one instead.
+The convergence logic is `Channel.publish` (slack.py); this module supplies its primitives. Our
+messages are found again from Slack itself by their metadata (`conversations.history` for parents,
+`conversations.replies` for thread replies) and from our bot only.
 
-Retries follow from that. Only HTTP 429 is retried inside slack_sdk: Slack refused that request, so
-sending it again cannot post twice. A 5xx, a timeout or a dropped connection may come after Slack
-stored the message, so slack_sdk's connection/server-error handlers (which re-send the same
-`chat.postMessage`) are not used; those failures are retried here, each retry starting with a fresh
-look-up, so a message that did arrive is updated rather than posted again.
+Retries follow from Slack having no idempotency key. Only HTTP 429 is retried inside slack_sdk:
+Slack refused that request, so sending it again cannot post twice. A 5xx, a timeout or a dropped
+connection may come after Slack stored the message, so slack_sdk's connection/server-error handlers
+(which re-send the same `chat.postMessage`) are not used; those failures are retried here with
+tenacity, each retried post starting with a fresh look-up, so a message that did arrive is not
+posted again. A post stored even later than that is removed by the convergence pass. Outages longer
+than a few attempts fail the step, whose Dagster retry policy tries again minutes later.
 """
 
 from __future__ import annotations
 
 import http.client
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TypeVar
 
 import dagster as dg
+import tenacity
+from pydantic import Field
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import RateLimitErrorRetryHandler
 from slack_sdk.web import SlackResponse
 
-from ecm_pipeline.domain.briefing import Message, thread_plan
-from ecm_pipeline.resources.slack import EVENT_TYPE, Delivery, SlackDestinationResource, message_metadata
+from ecm_pipeline.domain.briefing import Message
+from ecm_pipeline.resources.endpoints import require_https
+from ecm_pipeline.resources.slack import Channel, Delivery, Posted, SlackDestinationResource, identity, message_metadata
 
 LOOKUP_PAGE_SIZE = 200   # messages per conversations.history / conversations.replies page
-LOOKUP_MAX_PAGES = 5     # a re-run looks back over the channel's latest 1,000 top-level messages
-BACKOFF_SECONDS = 0.2    # times the attempt number; Dagster's step retries cover longer outages
+LOOKUP_MAX_PAGES = 5     # a run looks back over the channel's latest 1,000 top-level messages
 
 # What to do about the Slack errors an operator can fix, so `ecm check` and a failed run say it.
 _HINTS = {
@@ -56,14 +57,14 @@ class SlackCheckError(RuntimeError):
     """The connection check failed; says what to fix, never shows the token."""
 
 
-def _is_retryable(exc: Exception) -> bool:
+def _is_retryable(exc: BaseException) -> bool:
     """5xx, timeouts and dropped connections: the request may or may not have been applied."""
     if isinstance(exc, SlackApiError):
         return exc.response.status_code >= 500
     return isinstance(exc, OSError | http.client.HTTPException)   # URLError, TimeoutError, resets
 
 
-def _explain(exc: Exception) -> str:
+def _explain(exc: BaseException) -> str:
     if isinstance(exc, SlackApiError):
         error = str(exc.response.get("error", "")) or "no error code"
         needed = f" {exc.response.get('needed')}" if exc.response.get("needed") else ""
@@ -72,13 +73,45 @@ def _explain(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-@dataclass
-class _Conversation:
-    """One publish: a client, the channel, and the bot whose earlier messages may be updated."""
+def _error_code(exc: SlackApiError) -> str:
+    return str(exc.response.get("error", ""))
 
-    client: WebClient
-    channel: str
-    bot_id: str | None
+
+class SlackApiChannel(Channel):
+    """One channel through one client; the bot's own messages only."""
+
+    def __init__(self, client: WebClient, channel: str, bot_id: str | None, *, max_attempts: int,
+                 backoff_seconds: float, scrub: Callable[[str], str]) -> None:
+        self.client = client
+        self.channel = channel
+        self.bot_id = bot_id
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.scrub = scrub
+
+    def _attempt(self, what: str, fn: Callable[[int], T]) -> T:
+        """Run `fn(attempt)`, again (up to max_attempts in all) while it fails in a way that may be
+        transient; a Slack error that is not, or the last failure, becomes a SlackDeliveryError."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=tenacity.wait_incrementing(start=self.backoff_seconds, increment=self.backoff_seconds),
+            retry=tenacity.retry_if_exception(_is_retryable),
+            before_sleep=lambda state: dg.get_dagster_logger("slack").warning(self.scrub(
+                f"{what}: attempt {state.attempt_number} failed ({_explain(state.outcome.exception())}); retrying")),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return fn(attempt.retry_state.attempt_number)
+        except Exception as exc:
+            if not (isinstance(exc, SlackApiError) or _is_retryable(exc)):
+                raise   # not a Slack or network failure: a bug, shown as is
+            tries = retrying.statistics.get("attempt_number", 1)
+            plural = "s" if tries > 1 else ""
+            raise SlackDeliveryError(
+                self.scrub(f"{what} failed after {tries} attempt{plural}: {_explain(exc)}")) from exc
+        raise AssertionError("unreachable")
 
     def _pages(self, call: Callable[..., SlackResponse], **params: object) -> Iterator[dict]:
         cursor = None
@@ -90,91 +123,101 @@ class _Conversation:
             if not cursor:
                 return
 
-    def find(self, key: str, partition: str, thread_ts: str | None) -> str | None:
-        """The ts of our earlier message for (key, partition), in the channel or in the thread."""
-        wanted = message_metadata(key, partition)["event_payload"]
-        if thread_ts:
-            messages = self._pages(self.client.conversations_replies, ts=thread_ts)
-        else:
-            messages = self._pages(self.client.conversations_history)
+    def _ours(self, messages: Iterator[dict], partition: str, thread_ts: str | None) -> list[Posted]:
+        out = []
         for m in messages:
-            meta = m.get("metadata") or {}
-            ours = self.bot_id is None or m.get("bot_id") == self.bot_id
-            same = meta.get("event_type") == EVENT_TYPE and meta.get("event_payload") == wanted
-            if ours and same and m["ts"] != thread_ts:
-                return m["ts"]
-        return None
+            who = identity(m.get("metadata"))
+            mine = self.bot_id is None or m.get("bot_id") == self.bot_id
+            if not (who and mine and who[1] == partition) or m["ts"] == thread_ts:
+                continue
+            if thread_ts is None and m.get("thread_ts") not in (None, m["ts"]):
+                continue   # a reply broadcast to the channel
+            out.append(Posted(m["ts"], who[0], who[1], thread_ts))
+        return out
 
-    def deliver(self, message: Message, partition: str, thread_ts: str | None) -> Delivery:
-        metadata = message_metadata(message.key, partition)
-        earlier = self.find(message.key, partition, thread_ts)
-        if earlier:
+    def top_level(self, partition: str) -> list[Posted]:
+        return self._attempt(f"looking up our messages for {partition} in {self.channel}", lambda _: self._ours(
+            self._pages(self.client.conversations_history), partition, None))
+
+    def replies(self, parent_ts: str, partition: str) -> list[Posted]:
+        def lookup(_: int) -> list[Posted]:
+            try:
+                return self._ours(self._pages(self.client.conversations_replies, ts=parent_ts), partition, parent_ts)
+            except SlackApiError as exc:
+                if _error_code(exc) == "thread_not_found":   # the parent was deleted
+                    return []
+                raise
+
+        return self._attempt(f"looking up the replies to {parent_ts} in {self.channel}", lookup)
+
+    def post(self, message: Message, partition: str, thread_ts: str | None) -> Delivery:
+        def post(attempt: int) -> Delivery:
+            if attempt > 1:   # the earlier attempt may have been stored: find it instead of posting again
+                found = self.replies(thread_ts, partition) if thread_ts else self.top_level(partition)
+                earlier = sorted((p for p in found if p.key == message.key), key=lambda p: float(p.ts))
+                if earlier:
+                    return self.update(earlier[0].ts, message, partition)
+            response = self.client.chat_postMessage(
+                channel=self.channel, text=message.text, blocks=message.blocks or None, thread_ts=thread_ts,
+                metadata=message_metadata(message.key, partition), unfurl_links=False, unfurl_media=False)
+            return Delivery(message.key, "chat.postMessage", response["ts"], f"{self.channel}/{response['ts']}")
+
+        return self._attempt(f"Slack delivery of message {message.key!r} for partition {partition} to "
+                             f"channel {self.channel}", post)
+
+    def update(self, ts: str, message: Message, partition: str) -> Delivery:
+        def update(_: int) -> Delivery:
             # blocks=[] on update removes blocks a previous version had (omitting them keeps them).
-            self.client.chat_update(channel=self.channel, ts=earlier, text=message.text, blocks=message.blocks,
-                                    metadata=metadata)
-            return Delivery(message.key, "chat.update", earlier, f"{self.channel}/{earlier}")
-        response = self.client.chat_postMessage(
-            channel=self.channel, text=message.text, blocks=message.blocks or None, thread_ts=thread_ts,
-            metadata=metadata, unfurl_links=False, unfurl_media=False)
-        return Delivery(message.key, "chat.postMessage", response["ts"], f"{self.channel}/{response['ts']}")
+            self.client.chat_update(channel=self.channel, ts=ts, text=message.text, blocks=message.blocks,
+                                    metadata=message_metadata(message.key, partition))
+            return Delivery(message.key, "chat.update", ts, f"{self.channel}/{ts}")
+
+        return self._attempt(f"Slack update of message {message.key!r} for partition {partition} in "
+                             f"channel {self.channel}", update)
+
+    def delete(self, ts: str) -> None:
+        def delete(_: int) -> None:
+            try:
+                self.client.chat_delete(channel=self.channel, ts=ts)
+            except SlackApiError as exc:
+                if _error_code(exc) != "message_not_found":   # gone already: converged
+                    raise
+
+        self._attempt(f"Slack deletion of the copy {ts} in channel {self.channel}", delete)
 
 
 class SlackApiResource(SlackDestinationResource):
     """Briefings and alerts posted to a Slack channel with a bot token (production)."""
 
-    token: str
+    token: str = Field(repr=False)
     channel: str
-    base_url: str = ""          # empty: slack_sdk's https://slack.com/api/
-    timeout_seconds: int = 15
+    base_url: str = Field(default="", description="SLACK_API_BASE_URL; https only (http on 127.0.0.1 for tests).")
+    timeout_seconds: float = 15
     max_attempts: int = 3
+    backoff_seconds: float = 0.2   # times the attempt number
 
     def describe(self) -> str:
         return f"Slack channel {self.channel} via {self.base_url or WebClient.BASE_URL}"
 
     def _client(self) -> WebClient:
-        # Only 429 is retried by the client (max_attempts calls in all, as for the retries below); see
-        # the module docstring for why not 5xx or dropped connections.
+        # Only 429 is retried by the client (max_attempts calls in all); see the module docstring.
         retries = max(self.max_attempts - 1, 0)
-        return WebClient(token=self.token, base_url=self.base_url or WebClient.BASE_URL,
-                         timeout=self.timeout_seconds,
+        base_url = require_https(self.base_url, "SLACK_API_BASE_URL") if self.base_url else WebClient.BASE_URL
+        return WebClient(token=self.token, base_url=base_url,
+                         timeout=self.timeout_seconds,  # type: ignore[arg-type]  (urllib takes float seconds)
                          retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=retries)])
 
     def _scrub(self, text: str) -> str:
         return text.replace(self.token, "[token]") if self.token else text
 
-    def _attempt(self, what: str, fn: Callable[[], T]) -> T:
-        """Run `fn`, again (up to max_attempts in all) while it fails in a way that may be transient."""
-        attempt = 1
-        while True:
-            try:
-                return fn()
-            except Exception as exc:
-                if not (isinstance(exc, SlackApiError) or _is_retryable(exc)):
-                    raise   # not a Slack or network failure: a bug, shown as is
-                if not _is_retryable(exc) or attempt >= self.max_attempts:
-                    tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
-                    raise SlackDeliveryError(self._scrub(f"{what} failed after {tries}: {_explain(exc)}")) from exc
-                dg.get_dagster_logger().warning(
-                    self._scrub(f"{what}: attempt {attempt} failed ({_explain(exc)}); retrying"))
-            time.sleep(BACKOFF_SECONDS * attempt)
-            attempt += 1
-
-    def publish(self, messages: list[Message], partition: str) -> list[Delivery]:
-        """Post (or update) the first message, then the others as replies in its thread. Messages over
-        the block limit are split; the parent's extra parts go first in the thread."""
+    def conversation(self) -> SlackApiChannel:
         client = self._client()
-        where = f"channel {self.channel}"
-        bot_id = self._attempt(f"Slack auth.test before publishing partition {partition} to {where}",
-                               lambda: client.auth_test().get("bot_id"))
-        conversation = _Conversation(client, self.channel, bot_id)
-
-        def deliver(message: Message, thread_ts: str | None) -> Delivery:
-            what = f"Slack delivery of message {message.key!r} for partition {partition} to {where}"
-            return self._attempt(what, lambda: conversation.deliver(message, partition, thread_ts))
-
-        head, replies = thread_plan(messages)
-        parent = deliver(head, None)
-        return [parent] + [deliver(m, parent.ts) for m in replies]
+        probe = SlackApiChannel(client, self.channel, None, max_attempts=self.max_attempts,
+                                backoff_seconds=self.backoff_seconds, scrub=self._scrub)
+        bot_id = probe._attempt(f"Slack auth.test before publishing to channel {self.channel}",
+                                lambda _: client.auth_test().get("bot_id"))
+        return SlackApiChannel(client, self.channel, bot_id, max_attempts=self.max_attempts,
+                               backoff_seconds=self.backoff_seconds, scrub=self._scrub)
 
     def check(self) -> str:
         """auth.test, then read one message of the channel: what idempotent posting needs besides

@@ -1,10 +1,15 @@
 """A small fake of the Slack Web API on 127.0.0.1, for driving the real `slack_sdk.WebClient`.
 
-It implements the five methods the Slack resource uses with Slack's response shapes, checks the
+It implements the methods the Slack resource uses (auth.test, chat.postMessage, chat.update,
+chat.delete, conversations.history, conversations.replies) with Slack's response shapes, checks the
 bearer token, records every request, and injects the faults that matter for idempotent posting:
-429 with Retry-After (Slack refused the call), 500 (it did not happen), and "stored the message,
-then the connection dropped" or "... then answered too late" (it happened, but the client cannot
-know).
+429 with Retry-After (Slack refused the call), 500 (it did not happen), "stored the message, then
+the connection dropped" or "... then answered too late" (it happened, but the client cannot know),
+and "applied late" (it had not happened when the client gave up and retried, and happens after
+the retry: Slack stores a chat.postMessage that outlived the client's timeout).
+
+Timestamps are "1767225600.000001"-style, strictly increasing in the order messages are stored, so
+they sort correctly as strings, as Slack's do within a channel.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
-from ecm_pipeline_tests.fakes.loopback import LoopbackFake, LoopbackServer
+from ecm_pipeline_tests.fakes.loopback import HeldRequests, LoopbackFake, LoopbackServer
 
 MAX_BLOCKS = 50
 BOT = {"user": "U0ECMBOT", "bot_id": "B0ECMBOT", "app_id": "A0ECMAPP"}
+HUMAN = "U0HUMAN"      # the author of `add_foreign_message` messages
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class Request:
 
 @dataclass
 class _Fault:
-    kind: str            # "status", "drop" or "stall"
+    kind: str            # "status", "drop", "stall" or "late"
     remaining: int
     status: int = 0
     retry_after: int = 0
@@ -55,6 +61,7 @@ class FakeSlack(LoopbackFake):
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _seq: int = 0
     _server: LoopbackServer | None = None
+    _held: HeldRequests = field(default_factory=HeldRequests)
 
     # --- faults ----------------------------------------------------------------------------------
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
@@ -74,6 +81,13 @@ class FakeSlack(LoopbackFake):
         timeout shorter than that gives up although the work was done)."""
         self._add(method, _Fault("stall", times, seconds=seconds))
 
+    def apply_late(self, method: str, seconds: float, times: int = 1) -> None:
+        """Hold the next `times` calls of `method` for `seconds` WITHOUT carrying them out, then carry
+        them out and answer (to nobody, if the client has hung up). A client timeout shorter than
+        `seconds` gives up and may retry; the retry is served at once, and the held call lands after
+        it, with a later ts. `wait_idle()` returns once every held call has been carried out."""
+        self._add(method, _Fault("late", times, seconds=seconds))
+
     def _add(self, method: str, fault: _Fault) -> None:
         with self._lock:
             self._faults.setdefault(method, []).append(fault)
@@ -89,11 +103,26 @@ class FakeSlack(LoopbackFake):
                 queue.pop(0)
             return fault
 
+    # --- test controls ---------------------------------------------------------------------------
+    def add_foreign_message(self, text: str, thread_ts: str | None = None, metadata: dict | None = None) -> str:
+        """Store a message a person (user U0HUMAN, no bot_id) posted in the channel, top level or as a
+        reply in the thread of `thread_ts`; returns its ts. The bot may read it but not change it."""
+        with self._lock:
+            if thread_ts and not any(m["ts"] == thread_ts for m in self.top_level()):
+                raise ValueError(f"no thread {thread_ts} to reply in")
+            message = {"type": "message", "user": HUMAN, "text": text, "ts": self._next_ts()}
+            if metadata is not None:
+                message["metadata"] = metadata
+            self._store(message, thread_ts)
+            return message["ts"]
+
     # --- views for assertions --------------------------------------------------------------------
     def top_level(self) -> list[dict]:
+        """Channel-level messages (thread parents included; replies, even orphaned ones, not)."""
         return [m for m in self.messages if m.get("thread_ts", m["ts"]) == m["ts"]]
 
     def replies(self, parent_ts: str) -> list[dict]:
+        """The stored replies of a thread, also after its parent was deleted."""
         return [m for m in self.messages if m.get("thread_ts") == parent_ts and m["ts"] != parent_ts]
 
     def calls(self, method: str) -> list[Request]:
@@ -123,6 +152,16 @@ class FakeSlack(LoopbackFake):
         api: Callable[[dict], dict] | None = getattr(self, "_api_" + method.replace(".", "_"), None)
         if api is None:
             return _send(handler, 200, {"ok": False, "error": "unknown_method"})
+        if fault and fault.kind == "late":
+            # Not under _lock while sleeping: the client's retry and look-ups are served meanwhile.
+            with self._held.holding():
+                time.sleep(fault.seconds)
+                with self._lock:
+                    answer = api(body)
+            handler.close_connection = True
+            with contextlib.suppress(OSError):  # the client has usually hung up by now
+                _send(handler, 200, answer)
+            return None
         with self._lock:
             answer = api(body)
         if fault and fault.kind == "drop":
@@ -134,6 +173,23 @@ class FakeSlack(LoopbackFake):
                 _send(handler, 200, answer)
             return None
         return _send(handler, 200, answer)
+
+    # --- the store (called under the lock) -------------------------------------------------------
+    def _next_ts(self) -> str:
+        """A ts later than every stored one: assigned when a message is stored, never on arrival."""
+        self._seq += 1
+        return f"1767225600.{self._seq:06d}"
+
+    def _store(self, message: dict, thread_ts: str | None) -> None:
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+            parent = next(m for m in self.messages if m["ts"] == thread_ts)
+            parent["thread_ts"] = thread_ts
+            parent["reply_count"] = parent.get("reply_count", 0) + 1
+        self.messages.append(message)
+
+    def _find(self, ts: object) -> dict | None:
+        return next((m for m in self.messages if m["ts"] == ts), None)
 
     # --- Slack methods (called under the lock) ---------------------------------------------------
     def _api_auth_test(self, body: dict) -> dict:
@@ -158,26 +214,22 @@ class FakeSlack(LoopbackFake):
             error = "thread_not_found"
         if error:
             return {"ok": False, "error": error}
-        self._seq += 1
-        ts = f"1767225600.{self._seq:06d}"
+        ts = self._next_ts()
         message = {"type": "message", **BOT, "text": body.get("text", ""), "ts": ts}
         if body.get("blocks"):
             message["blocks"] = _json_field(body["blocks"])
         if body.get("metadata"):
             message["metadata"] = _json_field(body["metadata"])
-        if thread_ts:
-            message["thread_ts"] = thread_ts
-            parent = next(m for m in self.messages if m["ts"] == thread_ts)
-            parent["thread_ts"] = thread_ts
-            parent["reply_count"] = parent.get("reply_count", 0) + 1
-        self.messages.append(message)
+        self._store(message, thread_ts)
         return {"ok": True, "channel": self.channel, "ts": ts, "message": _without_metadata(message)}
 
     def _api_chat_update(self, body: dict) -> dict:
         error = self._check_message(body)
-        message = next((m for m in self.messages if m["ts"] == body.get("ts")), None)
+        message = self._find(body.get("ts"))
         if not error and message is None:
             error = "message_not_found"
+        if not error and message.get("bot_id") != BOT["bot_id"]:
+            error = "cant_update_message"     # a bot token may only edit the bot's own messages
         if error:
             return {"ok": False, "error": error}
         message["text"] = body.get("text", "")
@@ -187,6 +239,25 @@ class FakeSlack(LoopbackFake):
             message["metadata"] = _json_field(body["metadata"])
         return {"ok": True, "channel": self.channel, "ts": message["ts"], "text": message["text"],
                 "message": _without_metadata(message)}
+
+    def _api_chat_delete(self, body: dict) -> dict:
+        if body.get("channel") != self.channel:
+            return {"ok": False, "error": "channel_not_found"}
+        message = self._find(body.get("ts"))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.get("bot_id") != BOT["bot_id"]:
+            return {"ok": False, "error": "cant_delete_message"}  # a bot token deletes only its own
+        self.messages.remove(message)
+        # A deleted parent's replies stay, pointing at its ts. A deleted reply no longer counts; a
+        # parent whose last reply went is a plain message again.
+        parent_ts = message.get("thread_ts")
+        parent = self._find(parent_ts) if parent_ts and parent_ts != message["ts"] else None
+        if parent is not None:
+            parent["reply_count"] = parent.get("reply_count", 1) - 1
+            if parent["reply_count"] <= 0:
+                del parent["reply_count"], parent["thread_ts"]
+        return {"ok": True, "channel": self.channel, "ts": message["ts"]}
 
     def _api_conversations_history(self, body: dict) -> dict:
         if body.get("channel") != self.channel:

@@ -1,44 +1,26 @@
-"""`ecm`: the command line for data engineers and ops agents.
-
-    ecm demo [--seed N] [--as-of KEY]   generate the demo warehouse and sheet under $ECM_HOME
-    ecm triage [--partition KEY]        run the triage job in-process and print the briefing
-    ecm check                           test the configuration and every connection
-"""
+"""The data engineer's commands: `ecm demo`, `ecm triage`, `ecm check`."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import warnings
 from collections.abc import Callable
 
-from ecm_pipeline.settings import PROJECT_DIR, ConfigError, ecm_home, load_settings
+from ecm_pipeline.cli.instance import fail_dead_runs, open_instance, run_tags, stderr, warnings_of
+from ecm_pipeline.partitions import live_tick_key, validated_key
+from ecm_pipeline.settings import ecm_home, load_settings
 
 OK, MISSING, FAILING = "ok", "missing", "failing"
 
 
-def _prepare_dagster_home() -> None:
-    """Runs are recorded in a persistent instance so `make dev` shows them: $DAGSTER_HOME, by default
-    $ECM_HOME/dagster, seeded with the project's dagster.yaml."""
-    home = os.environ.get("DAGSTER_HOME") or str(ecm_home() / "dagster")
-    os.environ["DAGSTER_HOME"] = home
-    os.makedirs(home, exist_ok=True)
-    target = os.path.join(home, "dagster.yaml")
-    source = PROJECT_DIR / "dagster.yaml"
-    if not os.path.exists(target) and source.exists():
-        shutil.copyfile(source, target)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from ecm_pipeline.demo import generate_demo
-    from ecm_pipeline.partitions import as_of_utc, current_partition_key
+    from ecm_pipeline.partitions import as_of_utc, tick_of
 
-    key = args.as_of or current_partition_key()
-    anchor = as_of_utc(key)
+    key = args.as_of or live_tick_key()
+    tick_of(key)  # any tick, also before the go-live date: the demo sets the go-live to its first day
     home = ecm_home()
-    info = generate_demo(home, seed=args.seed, anchor=anchor, days=args.days)
+    info = generate_demo(home, seed=args.seed, anchor=as_of_utc(key), days=args.days)
     print(f"Demo data for tick {key} (seed {args.seed}) in {home}")
     print(f"  warehouse.duckdb: {info['orders']:,} orders over {args.days:g} days "
           f"({info['start']:%Y-%m-%d} to {info['anchor']:%Y-%m-%d %H:%M} UTC)")
@@ -47,7 +29,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _failure_message(result) -> str:
+def failure_message(result) -> str:
+    """One line (and one per failed gate) saying why a run failed, from its events."""
     import dagster as dg
 
     gates = [
@@ -59,56 +42,58 @@ def _failure_message(result) -> str:
         return "quality gate failed; nothing was assigned or briefed after it\n" + "\n".join(gates)
     for event in result.all_events:
         if event.is_step_failure:
-            error = event.step_failure_data.error
-            cause = error.cause or error
-            message = event.step_failure_data.user_failure_data.description if (
-                event.step_failure_data.user_failure_data) else cause.message.strip()
+            data = event.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                message = data.user_failure_data.description
+            else:
+                error = data.error.cause or data.error
+                message = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+                message = message.removeprefix(f"{error.cls_name}: ").split(": ", 1)[-1] if (
+                    message.split(":", 1)[0].rsplit(".", 1)[-1] == error.cls_name) else message
             return f"step {event.step_key} failed: {message}"
     return "the run failed"
 
 
+def _materialized(result) -> dict[str, dict]:
+    return {e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+
+
 def cmd_triage(args: argparse.Namespace) -> int:
-    import dagster as dg
+    key = validated_key(args.partition) if args.partition else live_tick_key()
+    with open_instance() as instance:
+        for run_id in fail_dead_runs(instance):
+            stderr(f"note: marked run {run_id[:8]} failed: the ecm process that ran it is gone")
+        from ecm_pipeline.definitions import defs
 
-    from ecm_pipeline.partitions import current_partition_key, tick_of
-
-    key = args.partition or current_partition_key()
-    tick_of(key)
-    _prepare_dagster_home()
-    from ecm_pipeline.definitions import defs
-
-    warnings.filterwarnings("ignore")
-    job = defs.resolve_job_def("ecm_triage")
-    with dg.DagsterInstance.get() as instance:
+        job = defs.resolve_job_def("ecm_triage")
         result = job.execute_in_process(
-            partition_key=key,
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            partition_key=key, instance=instance, raise_on_error=False, tags=run_tags(key, "cli"),
+            run_config={"loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}}},
         )
+        for warning in warnings_of(instance, result.run_id):
+            stderr(f"warning: {warning}")
     if not result.success:
-        print(f"Triage {key} FAILED — {_failure_message(result)}", file=sys.stderr)
-        print(f"(run {result.run_id}; details in `make dev` -> Runs)", file=sys.stderr)
+        stderr(f"Triage {key} FAILED — {failure_message(result)}")
+        stderr(f"(run {result.run_id}; details in `make dev` -> Runs, or again with --verbose)")
         return 1
-    materialized = {
-        e.materialization.asset_key.to_user_string(): e.materialization.metadata
-        for e in result.get_asset_materialization_events()
-    }
-    meta = materialized["slack_briefing"]
-    print(meta["briefing"].value)
+    meta = _materialized(result)
+    briefing, assignments = meta["slack_briefing"], meta["assignments"]
+    if briefing.get("skipped"):
+        stuck = meta["stuck_orders"]
+        print(f"Triage {key}: {stuck['backlog_count']} stuck orders rebuilt in the lake "
+              f"(snapshot {stuck['snapshot_mode']}); nothing assigned or posted: {briefing['skipped_reason']}")
+        return 0
+    print(briefing["briefing"])
     print()
-    new = materialized["assignments"]["new_assignments"].value
-    if new:
-        print(f"{new} new assignments written to the Assignments tab.")
+    if assignments["new_assignments"]:
+        print(f"{assignments['new_assignments']} new assignments written to the Assignments tab.")
     else:
         print(f"Nothing assigned twice: no new assignments for {key} "
-              f"({materialized['assignments']['assigned_this_tick'].value} already assigned by this tick).")
-    if meta["posted"].value:
-        deliveries = meta["deliveries"].value
-        methods = sorted({d["method"] for d in deliveries})
-        print(f"Briefing {' / '.join(methods)} ({len(deliveries)} messages) -> {meta['destination'].value}")
-    else:
-        print(f"Briefing not posted: {meta['not_posted_reason'].value}")
+              f"({assignments['assigned_this_tick']} already assigned by this tick).")
+    deliveries = briefing["deliveries"]
+    methods = sorted({d["method"] for d in deliveries})
+    print(f"Briefing {' / '.join(methods)} ({len(deliveries)} messages) -> {briefing['destination']}")
     return 0
 
 
@@ -142,12 +127,12 @@ def _check_integration(key: str, resource) -> str:
 
 def cmd_check(_: argparse.Namespace) -> int:
     from ecm_pipeline.domain.classification import load_rules
-    from ecm_pipeline.quality import EXPECTATIONS_DIR, load_suite
+    from ecm_pipeline.quality import load_suite, suite_names, suite_path
     from ecm_pipeline.resources import environment_resources, missing_variables
 
     def settings_probe() -> str:
         settings = load_settings()
-        suites = [load_suite(p) for p in sorted(EXPECTATIONS_DIR.glob("*.json"))]
+        suites = [load_suite(suite_path(name)) for name in suite_names()]
         return (f"{len(load_rules())} classification rules, {len(suites)} quality suites; "
                 f"ticks {', '.join(settings.schedule.ticks)} {settings.schedule.timezone}")
 
@@ -161,42 +146,18 @@ def cmd_check(_: argparse.Namespace) -> int:
     width = max(len(name) for name, _, _ in checks)
     for name, status, detail in checks:
         print(f"{name:<{width}}  {status:<8} {detail}")
+    sys.stdout.flush()
     return 0 if all(status == OK for _, status, _ in checks) else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecm", description="ECM Pipeline: stuck remittance order triage.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def register(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="generate the demo warehouse and sheet under $ECM_HOME (default .ecm/)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (same seed and tick: same data)")
     demo.add_argument("--as-of", help="the tick the data ends at, e.g. 2026-11-21-14:00 (default: latest tick)")
     demo.add_argument("--days", type=float, default=35.0, help="days of history (default 35)")
     demo.set_defaults(func=cmd_demo)
     triage = sub.add_parser("triage", help="run the triage job for a tick and print the briefing")
-    triage.add_argument("--partition", help="tick to triage, e.g. 2026-11-21-14:00 (default: latest tick)")
+    triage.add_argument("--partition", help="tick to triage, e.g. 2026-11-21-14:00 (default: the live tick)")
     triage.set_defaults(func=cmd_triage)
     check = sub.add_parser("check", help="test the configuration and every connection")
     check.set_defaults(func=cmd_check)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, ValueError) as exc:  # a mistake the user can fix: one line, no stack trace
-        print(f"ecm {args.command}: {exc}", file=sys.stderr)
-        return 2
-
-
-def entry() -> None:
-    """Console-script entry. Leaves without interpreter teardown, where DuckDB 2.0's bindings print
-    harmless "nanobind: leaked ..." noise after the command's own output."""
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    entry()

@@ -1,0 +1,71 @@
+"""`ecm`: the command line for data engineers and ops agents.
+
+    ecm demo [--seed N] [--as-of KEY]   generate the demo warehouse and sheet under $ECM_HOME
+    ecm triage [--partition KEY]        run the triage job in-process and print the briefing
+    ecm check                           test the configuration and every connection
+
+A mistake or a failure the user can act on is one line on stderr and a non-zero exit (2 for bad
+input, 1 for a failed run); `--verbose` shows Dagster's log and the stack traces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+import warnings
+
+from ecm_pipeline.cli import pipeline
+from ecm_pipeline.cli.instance import InstanceError, os_problem
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecm", description="ECM Pipeline: stuck remittance order triage.")
+    parser.add_argument("--verbose", action="store_true", help="show Dagster's log and stack traces")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pipeline.register(sub)
+    return parser
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from ecm_pipeline.domain.roster import RosterError
+    from ecm_pipeline.resources.lake import LakeError
+    from ecm_pipeline.resources.sheet import SheetError
+    from ecm_pipeline.resources.slack import OutboxError
+    from ecm_pipeline.resources.warehouse import WarehouseError
+    from ecm_pipeline.settings import ConfigError
+
+    return ConfigError, InstanceError, SheetError, WarehouseError, LakeError, OutboxError, RosterError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.verbose:  # Dagster's beta/preview notices are for the code's authors, not its users
+        warnings.filterwarnings("ignore", module="dagster")
+    try:
+        return args.func(args)
+    except ValueError as exc:  # a bad partition key, a bad argument: one line
+        if args.verbose:
+            traceback.print_exc()
+        print(f"ecm {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except _user_errors() as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"ecm {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full or read-only disk, a missing directory
+        if args.verbose:
+            traceback.print_exc()
+        print(f"ecm {args.command}: {os_problem(exc)}", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    """Console-script entry. Leaves without interpreter teardown, where DuckDB 2.0's bindings print
+    harmless "nanobind: leaked ..." noise after the command's own output."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

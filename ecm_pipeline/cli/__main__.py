@@ -1,0 +1,3 @@
+from ecm_pipeline.cli import entry
+
+entry()

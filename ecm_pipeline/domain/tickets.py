@@ -1,0 +1,149 @@
+"""The "ECM Operations" Sheet as the domain sees it: the tabs this project owns and their columns,
+ticket states and the SPEC §8 lifecycle, and the rules every reader of the Assignments tab shares
+(which rows are open, whose load they are, which rows are copies). The one owner of these rules:
+stores, assets and commands import them from here."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from enum import StrEnum
+
+import pandas as pd
+
+AGENT_COLUMNS = ("Email", "Name", "Team", "Slack Handle", "Active", "Max Tickets")
+ASSIGNMENT_COLUMNS = (
+    "Order ID", "Assigned Agent", "Assigned At", "Status", "Priority", "Currency", "Amount",
+    "Hours Stuck", "Diagnosis", "Notes", "Triage Run",
+)
+RESOLUTION_COLUMNS = (
+    "Timestamp", "Order ID", "Agent", "Notes", "Assigned At", "Resolution Minutes", "SLA Target Minutes",
+    "SLA Status", "Stuck Reason", "Amount", "Currency", "Diagnosis Match", "Action Followed",
+    "Resolution Type", "Triage Run",
+)
+ESCALATION_COLUMNS = (
+    "Timestamp", "Order ID", "Escalated By", "Reason", "Order Status", "Stuck Hours", "Amount", "Currency",
+    "Priority", "Assigned To", "Resolved At", "Resolution Notes", "Triage Run",
+)
+AUDIT_COLUMNS = ("Timestamp", "Order ID", "Triage Run", "Actor", "From", "To", "Note")
+
+# The tabs a run reads or writes, with the columns it needs; people may add columns of their own.
+TABS: dict[str, tuple[str, ...]] = {
+    "Agents": AGENT_COLUMNS,
+    "Assignments": ASSIGNMENT_COLUMNS,
+}
+# Tabs created on first use, by the commands and reports that append to them.
+LEDGER_TABS: dict[str, tuple[str, ...]] = {
+    "Resolutions": RESOLUTION_COLUMNS,
+    "Escalations": ESCALATION_COLUMNS,
+    "Audit Log": AUDIT_COLUMNS,
+}
+ALL_TABS = {**TABS, **LEDGER_TABS}
+
+# A ticket is one order in one triage run: the identity every write of a row carries.
+TICKET_KEY = ("Order ID", "Triage Run")
+ASSIGNED_AT_FORMAT = "%Y-%m-%d %H:%M:%S%z"
+TICK_KEY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}:\d{2}$")
+
+
+class Status(StrEnum):
+    OPEN = "OPEN"
+    IN_PROGRESS = "IN_PROGRESS"
+    ESCALATED = "ESCALATED"
+    RESOLVED = "RESOLVED"
+
+
+# Already with someone, so never assigned again (facts §7.11): open, in progress or escalated.
+OPEN_STATES = (Status.OPEN, Status.IN_PROGRESS, Status.ESCALATED)
+# What counts against an agent's Max Tickets.
+LOAD_STATES = (Status.OPEN, Status.IN_PROGRESS)
+# SPEC §8: OPEN -> IN_PROGRESS -> RESOLVED | ESCALATED; ESCALATED -> IN_PROGRESS | RESOLVED; RESOLVED
+# is final. An OPEN ticket may also be resolved or escalated directly (the field `resolve` and
+# `escalate` commands, facts §7.11, and the pipeline's self-heal act on OPEN tickets).
+TRANSITIONS: dict[Status, tuple[Status, ...]] = {
+    Status.OPEN: (Status.IN_PROGRESS, Status.RESOLVED, Status.ESCALATED),
+    Status.IN_PROGRESS: (Status.RESOLVED, Status.ESCALATED),
+    Status.ESCALATED: (Status.IN_PROGRESS, Status.RESOLVED),
+    Status.RESOLVED: (),
+}
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+
+
+def normalise_text(value: object) -> str:
+    """A cell as people mean it: NFKC, zero-width characters removed, trimmed."""
+    return unicodedata.normalize("NFKC", str(value)).translate(_INVISIBLE).strip()
+
+
+def normalise_email(value: object) -> str:
+    """The identity of an agent's e-mail: `normalise_text`, case-folded."""
+    return normalise_text(value).casefold()
+
+
+def statuses(tab: pd.DataFrame) -> pd.Series:
+    return tab["Status"].astype(str).str.strip().str.upper()
+
+
+def order_ids(tab: pd.DataFrame) -> pd.Series:
+    return tab["Order ID"].astype(str).str.strip()
+
+
+def open_tickets(tab: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an Assignments tab that are still with someone."""
+    return tab[statuses(tab).isin(OPEN_STATES)]
+
+
+def agent_loads(tab: pd.DataFrame) -> pd.Series:
+    """OPEN + IN_PROGRESS tickets per agent, keyed by normalised e-mail."""
+    mine = tab.loc[statuses(tab).isin(LOAD_STATES), "Assigned Agent"]
+    return mine.map(normalise_email).value_counts()
+
+
+def is_pipeline_ticket(tab: pd.DataFrame) -> pd.Series:
+    """Rows the triage wrote: their Triage Run names a tick (people write `manual` or leave it blank)."""
+    return tab["Triage Run"].astype(str).str.strip().str.match(TICK_KEY_PATTERN)
+
+
+def pipeline_copies(tab: pd.DataFrame) -> pd.DataFrame:
+    """Later copies of a ticket the pipeline wrote: the same order in the same triage run (a write
+    that landed after the client gave up). The first row of each ticket is the one kept."""
+    key = pd.DataFrame({"order": order_ids(tab), "run": tab["Triage Run"].astype(str).str.strip()})
+    return tab[is_pipeline_ticket(tab) & key.duplicated(keep="first")]
+
+
+def human_duplicates(tab: pd.DataFrame) -> pd.DataFrame:
+    """Open rows of an order that is open more than once, other than the pipeline's own copies: a
+    duplicate people typed in. Never assigned again; reported so someone fixes the Sheet."""
+    rest = open_tickets(tab.drop(pipeline_copies(tab).index))
+    ids = order_ids(rest)
+    return rest[ids.duplicated(keep=False)]
+
+
+def assigned_at_utc(tab: pd.DataFrame) -> pd.Series:
+    """Assigned At as naive UTC timestamps (NaT where the cell is not a time the pipeline wrote)."""
+    stamps = pd.to_datetime(tab["Assigned At"].astype(str).str.strip(), format=ASSIGNED_AT_FORMAT,
+                            errors="coerce", utc=True)
+    return stamps.dt.tz_localize(None)
+
+
+def tickets_open_at(tab: pd.DataFrame, as_of: pd.Timestamp | None = None,
+                    closed_at: pd.Series | None = None) -> pd.DataFrame:
+    """The tickets that were with someone at `as_of` (naive UTC; now when None): assigned at or
+    before it — a cell that is not a time counts as assigned long ago, so its order is never handed
+    out again — and open now, or closed only after it (`closed_at`, aligned with `tab`, says when a
+    closed ticket was closed; without it a closed ticket counts as closed before the tick)."""
+    if as_of is None:
+        return open_tickets(tab)
+    stamps = assigned_at_utc(tab)
+    assigned_by_then = stamps.isna() | (stamps <= as_of)
+    still_open = statuses(tab).isin(OPEN_STATES)
+    if closed_at is not None:
+        still_open = still_open | (closed_at.reindex(tab.index) > as_of).fillna(False)
+    return tab[assigned_by_then & still_open]
+
+
+def can_transition(current: str, target: Status) -> bool:
+    try:
+        return target in TRANSITIONS[Status(current.strip().upper())]
+    except ValueError:
+        return False

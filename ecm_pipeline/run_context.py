@@ -1,0 +1,57 @@
+"""What a step needs to know about the run it is in: which partitions it covers (one tick, or a
+whole range in a single-run backfill) and whether it may write the Sheet or post to Slack.
+
+Side effects belong to the live tick only (SPEC §12): the latest tick at or before the moment the
+run started. A backfill, a range run or a re-run of an older tick rebuilds the data and writes the
+lake, but never the Sheet or Slack; its metadata says why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from ecm_pipeline.partitions import PartitionKeyError, live_tick_key, triage_partitions, validated_key
+
+BACKFILL_TAG = "dagster/backfill"
+
+
+def partition_keys(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[str]:
+    """The canonical partition keys this step covers, or [] when it runs without a partition.
+    A key that does not round-trip to an existing partition (say a hand-written run tag
+    `2026-11-29-14:0`) fails the step with one line instead of being used."""
+    op = context.op_execution_context
+    if op.has_partition_key_range and not op.has_partition_key:
+        key_range = op.partition_key_range
+        keys = triage_partitions.get_partition_keys_in_range(key_range)
+        if not keys or keys[0] != key_range.start or keys[-1] != key_range.end:
+            raise dg.Failure(f"the partition range {key_range.start}...{key_range.end} does not name existing ticks",
+                             allow_retries=False)
+    elif op.has_partition_key:
+        keys = [op.partition_key]
+    else:
+        return []
+    started = run_started(context)
+    try:
+        return [validated_key(k, started) for k in keys]
+    except PartitionKeyError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from None
+
+
+def run_started(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> datetime:
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    stamp = (record.start_time or record.create_timestamp.timestamp()) if record else None
+    return datetime.fromtimestamp(stamp, UTC) if stamp else datetime.now(UTC)
+
+
+def side_effects_blocked(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+                         keys: list[str]) -> str | None:
+    """Why this step must not write the Sheet or post to Slack, or None when it may."""
+    if context.run.tags.get(BACKFILL_TAG):
+        return "backfill runs never write the Sheet or post to Slack"
+    if len(keys) != 1:
+        return "a run over a range of ticks never writes the Sheet or posts to Slack"
+    live = live_tick_key(run_started(context))
+    if keys[0] != live:
+        return f"{keys[0]} is not the live tick ({live}): only the live tick writes the Sheet and posts"
+    return None

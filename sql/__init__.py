@@ -1,0 +1,1 @@
+"""The warehouse SQL, shipped inside the package as `ecm_pipeline.sql` (read with importlib.resources)."""
