@@ -28,7 +28,7 @@ from ecm_pipeline.quality import PARTITION, Outcome, load_suite, suite_path, val
 from ecm_pipeline.resources.lake import LakeFrame, LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStoreResource
 from ecm_pipeline.resources.slack import SlackDestinationResource
-from ecm_pipeline.run_context import partition_keys, side_effects_blocked
+from ecm_pipeline.run_context import materialized_in_run, partition_keys, side_effects_blocked
 from ecm_pipeline.settings import load_catalogue, load_settings
 
 FrameBuilder = Callable[[dict[str, LakeFrame]], tuple[dict[str, pd.DataFrame], dict, dict[str, int]]]
@@ -45,17 +45,15 @@ def _metadata(outcome: Outcome) -> dict:
 
 
 def gate_scope(context: dg.AssetCheckExecutionContext, asset: str, lake: LakeResource) -> dict[str, LakeFrame]:
-    """The partitions this gate validates. In a run that materializes the asset: what the asset
-    wrote in this run (a step that acts for the live tick only writes nothing for other ticks). In
-    a run of the checks alone: the run's partitions as the lake holds them now, or the asset's latest
-    materialized partition when the run has none (as when executed from the asset's Checks tab)."""
+    """The partitions this gate validates: the run's partitions as the lake holds them (nothing
+    when the asset's step did nothing in this run, as a Sheet step does for a past tick), or, when
+    the check runs without a partition (executed from the asset's Checks tab), the asset's latest
+    materialized partition."""
     keys = partition_keys(context)
     if keys:
-        frames = {key: lake.read(asset, key) for key in keys if lake.path(asset, key).exists()}
-        selection = context.run.asset_selection
-        if selection is None or dg.AssetKey(asset) in selection:
-            frames = {key: f for key, f in frames.items() if f.run_id == context.run.run_id}
-        return frames
+        if (materialized_in_run(context, asset) or {}).get("skipped"):
+            return {}
+        return {key: lake.read(asset, key) for key in keys if lake.path(asset, key).exists()}
     latest = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
     partition = latest.dagster_event.partition if latest and latest.dagster_event else None
     return {partition: lake.read(asset, partition)} if partition else {}

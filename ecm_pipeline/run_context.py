@@ -55,3 +55,16 @@ def side_effects_blocked(context: dg.AssetExecutionContext | dg.AssetCheckExecut
     if keys[0] != live:
         return f"{keys[0]} is not the live tick ({live}): only the live tick writes the Sheet and posts"
     return None
+
+
+def materialized_in_run(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+                        asset: str) -> dict | None:
+    """The metadata of `asset`'s materialization in this run (its last one), or None."""
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    found = None
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization and materialization.asset_key == dg.AssetKey(asset):
+            found = {k: v.value for k, v in materialization.metadata.items()}
+    return found

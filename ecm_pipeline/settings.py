@@ -226,6 +226,14 @@ def load_settings() -> Settings:
     return _settings_from(settings_overlays())
 
 
+def load_rule_table(path: Traversable | Path = RULES_FILE) -> list[dict]:
+    """The classification rules as written in their file (the domain parses and checks them)."""
+    rules = _load_yaml(path).get("rules")
+    if not isinstance(rules, list):
+        raise ConfigError(f"{path}: expected a list under `rules`")
+    return rules
+
+
 @cache
 def load_catalogue(path: Traversable | Path = CATALOGUE_FILE) -> Catalogue:
     return _validated(Catalogue, path)

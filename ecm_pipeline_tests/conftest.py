@@ -16,12 +16,15 @@ from pathlib import Path
 # and retry policies are built at import): no settle delays or Slack retry waits, and a go-live
 # date early enough for every tick the tests use. Each key is documented in settings.yaml.
 _SETTINGS = Path(tempfile.mkdtemp(prefix="ecm-test-settings-")) / "settings.yaml"
-_SETTINGS.write_text(
+TEST_SETTINGS = (
     "schedule: {go_live: '2026-01-01-07:00'}\n"
     "sheet: {settle_seconds: 0, lock_timeout_seconds: 20}\n"
     "slack: {retries: 1, retry_delay_seconds: 0}\n"
 )
+_SETTINGS.write_text(TEST_SETTINGS)
 os.environ["ECM_SETTINGS"] = str(_SETTINGS)
+# Runs in tests log warnings and errors only: Dagster's debug lines cost time and say nothing here.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -31,6 +34,7 @@ from ecm_pipeline.demo import SCHEMA, generate_demo  # noqa: E402
 from ecm_pipeline.partitions import as_of_utc, live_tick_key  # noqa: E402
 
 _EXIT_STATUS = pytest.StashKey[int]()
+_RAM_BASETEMP = pytest.StashKey[str]()
 
 SNAPSHOT_DEFAULTS: dict[str, object] = {
     "order_id": "AE0000000000",
@@ -107,12 +111,31 @@ def ecm_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture
+def settings_overlay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run this test with these settings (YAML) on top of the session's."""
+    def overlay(extra: str) -> None:
+        path = tmp_path / "settings.yaml"
+        path.write_text(TEST_SETTINGS + extra)
+        monkeypatch.setenv("ECM_SETTINGS", str(path))
+    return overlay
+
+
 @pytest.fixture(scope="session")
 def live_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The seed-7 demo ending at the live tick, generated once per session (a template to copy)."""
     key = live_tick_key()
     home = tmp_path_factory.mktemp("live-demo")
     generate_demo(home, seed=7, anchor=as_of_utc(key))
+    return home, key
+
+
+@pytest.fixture(scope="session")
+def small_live_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A smaller demo (seed 11, 60 % of the volume) ending at the live tick, once per session."""
+    key = live_tick_key()
+    home = tmp_path_factory.mktemp("small-demo")
+    generate_demo(home, seed=11, anchor=as_of_utc(key), scale=0.6)
     return home, key
 
 
@@ -197,11 +220,16 @@ def pg(tmp_path_factory: pytest.TempPathFactory, demo_tables) -> Iterator[dict]:
     server.cleanup()
 
 
-def pytest_configure() -> None:
+def pytest_configure(config: pytest.Config) -> None:
     # Every server the tests talk to is on 127.0.0.1; a proxy from the environment must not get in
     # the way (slack_sdk ignores NO_PROXY).
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         os.environ.pop(name, None)
+    # Test files on a RAM disk where there is one: the SQLite instances and DuckDB files the tests
+    # make would otherwise spend much of the suite's time waiting for fsync.
+    if config.option.basetemp is None and Path("/dev/shm").is_dir() and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="ecm-tests-", dir="/dev/shm")
+        config.stash[_RAM_BASETEMP] = config.option.basetemp
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -213,6 +241,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     # DuckDB 2.0's nanobind bindings print "leaked instance" noise at interpreter shutdown, after
     # pytest's closing summary (integration notes §5.3: harmless). Leave once pytest is done, so the
     # summary line stays the last thing a test run prints.
+    if _RAM_BASETEMP in config.stash:   # the RAM disk is not ours to fill: leave nothing behind
+        shutil.rmtree(config.stash[_RAM_BASETEMP], ignore_errors=True)
     if _EXIT_STATUS in config.stash:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -18,13 +18,12 @@ import ecm_pipeline.assets.triage as assets_module
 from ecm_pipeline.assets.triage import assignment, briefing, qualification, snapshot, triage_assets
 from ecm_pipeline.checks import quality_gates
 from ecm_pipeline.cli import main
-from ecm_pipeline.demo import generate_demo
 from ecm_pipeline.domain.qualification import qualify
-from ecm_pipeline.partitions import as_of_utc, live_tick_key
 from ecm_pipeline.quality import gx_suite, load_suite, suite_names, suite_path, validate
 from ecm_pipeline.resources import environment_resources
 from ecm_pipeline.resources.sheet import LocalSheetStore
 from ecm_pipeline.settings import ConfigError
+from ecm_pipeline_tests.conftest import QUIET, copy_demo
 
 SEEDED_TICKETS = 26
 
@@ -39,7 +38,7 @@ def one_instance_per_test() -> None:
 
 
 def run(key: str, selection: list | None = None) -> dg.ExecuteInProcessResult:
-    return dg.materialize(selection or [*triage_assets, *quality_gates], partition_key=key,
+    return dg.materialize(selection or [*triage_assets, *quality_gates], partition_key=key, run_config=QUIET,
                           resources=environment_resources(), instance=_instance[0], raise_on_error=False)
 
 
@@ -81,10 +80,9 @@ def assert_stopped(result: dg.ExecuteInProcessResult, home: Path, key: str, chec
 
 
 @pytest.fixture
-def small_demo(ecm_env: Path) -> tuple[Path, str]:
-    key = live_tick_key()
-    generate_demo(ecm_env, seed=11, anchor=as_of_utc(key), scale=0.6)
-    return ecm_env, key
+def small_demo(ecm_env: Path, small_live_demo: tuple[Path, str]) -> tuple[Path, str]:
+    template, key = small_live_demo
+    return copy_demo(template, ecm_env), key
 
 
 def sql(home: Path, *statements: str) -> None:
@@ -109,12 +107,11 @@ def test_the_normal_demo_passes_every_check(demo_env) -> None:
 
 # --- broken warehouses ----------------------------------------------------------------------------
 
-def test_too_many_actionable_orders_stop_the_triage(ecm_env: Path) -> None:
-    key = live_tick_key()
-    generate_demo(ecm_env, seed=5, anchor=as_of_utc(key), scale=5.6)
-    result = run(key)
-    meta = assert_stopped(result, ecm_env, key, "qualified_orders.backlog_count_within_stop_limit")
-    assert meta["observed_value"] > 2000
+def test_too_many_actionable_orders_stop_the_triage(small_demo, settings_overlay) -> None:
+    home, key = small_demo
+    settings_overlay("gates: {backlog_stop: 150}\n")   # a deployment's limit, here below the demo's backlog
+    meta = assert_stopped(run(key), home, key, "qualified_orders.backlog_count_within_stop_limit")
+    assert meta["observed_value"] > 150
 
 
 def test_all_aed_backlog_stops_the_triage(small_demo) -> None:
@@ -196,18 +193,21 @@ def test_a_changed_snapshot_needs_its_gate_again(small_demo) -> None:
     home, key = small_demo
     assert run(key).success
     assert run(key, [assignment]).success      # built on what the gates passed: fine
-    assert run(key, [qualification]).success  # qualified_orders re-materialized without its checks
-    refused = run(key, [assets_module.scored_orders])
+    assert run(key, [qualification]).success  # the same data again: the same version, its verdict holds
+    stuck = pd.read_parquet(home / "lake" / "stuck_orders" / f"{key}.parquet")["order_id"].head(3).tolist()
+    sql(home, *[f"DELETE FROM orders_goms WHERE order_id = '{order}'" for order in stuck])
+    assert run(key, [snapshot]).success       # a changed snapshot, materialized without its checks
+    refused = run(key, [qualification])
     description = next(e for e in refused.all_events if e.is_step_failure).step_failure_data.user_failure_data
-    assert "the qualified_orders quality gate has not checked the current qualified_orders" in description.description
+    assert "the stuck_orders quality gate has not checked the current stuck_orders" in description.description
     # executing the gate on its own (as from the UI) checks the latest partition; then it proceeds
-    checks_alone = dg.materialize([qualification, quality_gates[1]], instance=_instance[0],
+    checks_alone = dg.materialize([snapshot, quality_gates[0]], instance=_instance[0], run_config=QUIET,
                                   resources=environment_resources(),
-                                  selection=dg.AssetSelection.checks_for_assets("qualified_orders"))
+                                  selection=dg.AssetSelection.checks_for_assets("stuck_orders"))
     evaluations = checks_alone.get_asset_check_evaluations()
-    assert checks_alone.success and len(evaluations) > 10
+    assert checks_alone.success and len(evaluations) == 7
     assert evaluations[0].metadata["partition"].value == key
-    assert run(key, [assets_module.scored_orders]).success
+    assert run(key, [qualification]).success
 
 
 def test_verdicts_are_kept_per_partition_in_a_range_run(small_demo) -> None:
@@ -217,7 +217,7 @@ def test_verdicts_are_kept_per_partition_in_a_range_run(small_demo) -> None:
 
     keys = triage_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(
         triage_partitions.get_partition_keys()[-4], key))
-    job = defs.get_implicit_global_asset_job_def()
+    job = defs.resolve_implicit_global_asset_job_def()
     instance = dg.DagsterInstance.ephemeral()
     result = job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=[
         dg.AssetKey("stuck_orders"), dg.AssetKey("excluded_orders"), dg.AssetKey("qualified_orders"),

@@ -17,11 +17,12 @@ from ecm_pipeline.checks import quality_gates
 from ecm_pipeline.partitions import as_of_utc
 from ecm_pipeline.resources import environment_resources
 from ecm_pipeline.resources.sheet import LocalSheetStore
+from ecm_pipeline_tests.conftest import QUIET
 
 
 def materialize(key: str, instance: dg.DagsterInstance | None = None, **kwargs) -> dg.ExecuteInProcessResult:
     return dg.materialize([*triage_assets, *quality_gates], partition_key=key, resources=environment_resources(),
-                          instance=instance or dg.DagsterInstance.ephemeral(), **kwargs)
+                          instance=instance or dg.DagsterInstance.ephemeral(), run_config=QUIET, **kwargs)
 
 
 def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
@@ -171,3 +172,37 @@ def test_bad_input_is_reported_specifically_and_nothing_is_dropped(demo_env) -> 
     assignments = LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments")
     assert "new.agent@aspora.example" in set(assignments["Assigned Agent"])  # the rest proceeds
     assert "lots.agent@aspora.example" not in set(assignments["Assigned Agent"])
+
+
+def test_a_quiet_tick_runs_green_and_the_briefing_says_so(demo_env) -> None:
+    home, key = demo_env
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:   # nothing is stuck today
+        con.execute("DELETE FROM orders_goms_history WHERE status <> 'COMPLETED'")
+        con.execute("DELETE FROM orders_goms WHERE status <> 'COMPLETED'")
+    result = materialize(key)
+    assert result.success
+    assert len(lake(home, "stuck_orders", key)) == 0
+    assert metadata(result, "stuck_orders")["backlog_count"] == 0
+    assert metadata(result, "assignments")["new_assignments"] == 0
+    briefing = metadata(result, "slack_briefing")["briefing"]
+    assert "*0 actionable orders*" in briefing and "No assignments this tick." in briefing
+    warned = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert warned <= {"backlog_count_in_expected_range", "aed_share_in_expected_band", "gbp_share_in_expected_band",
+                      "eur_share_in_expected_band"}   # warnings only: a quiet day is not an error
+
+
+def test_a_duplicate_people_typed_is_a_warning_and_never_assigned_again(demo_env) -> None:
+    home, key = demo_env
+    store = LocalSheetStore(str(home / "sheet.sqlite"))
+    tab = store.read_tab("Assignments")
+    typed = tab[tab["Status"] == "OPEN"].iloc[[0]].drop(columns="_row").assign(**{"Triage Run": "manual"})
+    store.append_rows("Assignments", typed)                     # the same open ticket typed twice
+    result = materialize(key)
+    assert result.success
+    order = typed["Order ID"].iloc[0]
+    assert order in metadata(result, "assignments")["sheet_duplicates"]
+    warning = next(e for e in result.get_asset_check_evaluations() if e.check_name == "no_duplicate_open_rows")
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+    assert "typed by people" in metadata(result, "slack_briefing")["briefing"]
+    again = store.read_tab("Assignments")
+    assert (again["Order ID"] == order).sum() == 2              # left for people to fix, nothing added

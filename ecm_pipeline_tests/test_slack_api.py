@@ -18,6 +18,7 @@ from ecm_pipeline.domain.briefing import Message, escape, sections
 from ecm_pipeline.resources import environment_resources
 from ecm_pipeline.resources.slack import message_metadata
 from ecm_pipeline.resources.slack_api import SlackApiResource, SlackCheckError, SlackDeliveryError
+from ecm_pipeline_tests.conftest import QUIET
 from ecm_pipeline_tests.fakes.slack_server import FakeSlack
 
 TOKEN = "xoxb-test-secret"
@@ -260,7 +261,7 @@ def test_whole_chain_posts_one_briefing_through_the_slack_api(demo_env, fake: Fa
 
     def run() -> dg.ExecuteInProcessResult:
         result = dg.materialize([*triage_assets, *quality_gates], partition_key=key, resources=resources,
-                                instance=dg.DagsterInstance.ephemeral())
+                                instance=dg.DagsterInstance.ephemeral(), run_config=QUIET)
         assert result.success
         return result
 

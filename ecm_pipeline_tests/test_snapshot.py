@@ -161,69 +161,45 @@ def test_missing_warehouse_says_what_to_do(tmp_path) -> None:
 
 
 # --- point in time, source by source ----------------------------------------------------------------
+# One warehouse holds one order per case below (each alike at first: an AED order stuck at a VDA
+# partner at T, with a row in every source), then each case changes its own order's rows; one
+# snapshot at T answers every case.
 
 T = datetime(2026, 11, 20, 10, 0)
 BEFORE = T - timedelta(days=2)
 AFTER = T + timedelta(hours=1)
 
 
-def one_order_tables() -> dict[str, pd.DataFrame]:
-    """A warehouse with one AED order stuck at a VDA partner at T, with a row in every source."""
-    from ecm_pipeline.demo import SCHEMA
-
-    rows: dict[str, list[tuple]] = {
-        "orders_goms": [("AE0000000100", "U1", "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", "AED", 9000.0, 210000.0,
+def order_rows(order: str, txn: str) -> dict[str, list[tuple]]:
+    return {
+        "orders_goms": [(order, "U1", "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", "AED", 9000.0, 210000.0,
                          "CHECKOUT", BEFORE, BEFORE + timedelta(minutes=5))],
-        "orders_goms_history": [("AE0000000100", "CREATED", "INIT_PAYMENT", BEFORE),
-                                ("AE0000000100", "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER",
-                                 BEFORE + timedelta(minutes=5))],
-        "payments_goms": [("AE0000000100", "COMPLETED", BEFORE, BEFORE)],
-        "falcon_transactions_v2": [("FT1", "AE0000000100", "PROCESSING", BEFORE)],
-        "transaction_payout": [("FT1", "PROCESSING", "YBL_API", BEFORE, BEFORE)],
-        "lulu_data": [("AE0000000100", "PENDING", "TXN_TRANSMITTED", "LULU", BEFORE, BEFORE)],
-        "transfer_rfi": [("AE0000000100", "REQUESTED", "ID_PROOF", BEFORE, BEFORE)],
-        "fulfillments_goms": [("AE0000000100", BEFORE, BEFORE + timedelta(minutes=3))],
-        "uae_manual_payments": [("AE0000000100", "RECONCILED")],
-        "checkout_payment_data": [("AE0000000100", "CAPTURED")],
-        "rda_fulfillments": [("FT1", "ONHOLD")],
+        "orders_goms_history": [(order, "CREATED", "INIT_PAYMENT", BEFORE),
+                                (order, "PROCESSING_DEAL_IN", "FULFILLMENT_TRIGGER", BEFORE + timedelta(minutes=5))],
+        "payments_goms": [(order, "COMPLETED", BEFORE, BEFORE)],
+        "falcon_transactions_v2": [(txn, order, "PROCESSING", BEFORE)],
+        "transaction_payout": [(txn, "PROCESSING", "YBL_API", BEFORE, BEFORE)],
+        "lulu_data": [(order, "PENDING", "TXN_TRANSMITTED", "LULU", BEFORE, BEFORE)],
+        "transfer_rfi": [(order, "REQUESTED", "ID_PROOF", BEFORE, BEFORE)],
+        "fulfillments_goms": [(order, BEFORE, BEFORE + timedelta(minutes=3))],
+        "uae_manual_payments": [(order, "RECONCILED")],
+        "checkout_payment_data": [(order, "CAPTURED")],
+        "rda_fulfillments": [(txn, "ONHOLD")],
     }
-    return {name: pd.DataFrame(rows.get(name, []), columns=[c.split()[0] for c in columns.split(", ")])
-            for name, columns in SCHEMA.items()}
-
-
-def order_at_t(tmp_path, tables: dict[str, pd.DataFrame]) -> pd.Series:
-    from ecm_pipeline.demo import write_warehouse
-
-    path = tmp_path / "one.duckdb"
-    write_warehouse(tables, path)
-    [row] = snap(path, T).candidates.to_dict("records")
-    return pd.Series(row)
 
 
 # (table, a row of it created after T with other values, the snapshot fields it would change)
 CREATED_AFTER = [
-    ("payments_goms", ("AE0000000100", "FAILED", AFTER, AFTER), ["payment_status", "payment_attempts"]),
-    ("falcon_transactions_v2", ("FT9", "AE0000000100", "FAILED", AFTER), ["falcon_status", "ftv_transaction_id"]),
-    ("transaction_payout", ("FT1", "COMPLETED", "VANCE_RDA", AFTER, AFTER), ["payout_status", "payout_partner"]),
-    ("lulu_data", ("AE0000000100", "COMPLETED", "CREDITED", "LULU", AFTER, AFTER), ["lulu_status"]),
-    ("transfer_rfi", ("AE0000000100", "VERIFIED", "ID_PROOF", AFTER, AFTER), ["rfi_status"]),
-    ("fulfillments_goms", ("AE0000000100", AFTER, AFTER + timedelta(hours=5)), ["trm_seconds"]),
-    ("orders_goms_history", ("AE0000000100", "COMPLETED", "COMPLETED", AFTER), ["status", "sub_state"]),
+    ("payments_goms", lambda o, t: (o, "FAILED", AFTER, AFTER), ["payment_status", "payment_attempts"]),
+    ("falcon_transactions_v2", lambda o, t: ("FT9" + o[-4:], o, "FAILED", AFTER), ["falcon_status"]),
+    ("transaction_payout", lambda o, t: (t, "COMPLETED", "VANCE_RDA", AFTER, AFTER), ["payout_status",
+                                                                                      "payout_partner"]),
+    ("lulu_data", lambda o, t: (o, "COMPLETED", "CREDITED", "LULU", AFTER, AFTER), ["lulu_status"]),
+    ("transfer_rfi", lambda o, t: (o, "VERIFIED", "ID_PROOF", AFTER, AFTER), ["rfi_status"]),
+    ("fulfillments_goms", lambda o, t: (o, AFTER, AFTER + timedelta(hours=5)), ["trm_seconds"]),
+    ("orders_goms_history", lambda o, t: (o, "COMPLETED", "COMPLETED", AFTER), ["status", "sub_state"]),
 ]
-
-
-@pytest.mark.parametrize(("table", "row", "fields"), CREATED_AFTER, ids=[c[0] for c in CREATED_AFTER])
-def test_a_row_created_after_the_tick_never_counts(tmp_path, table: str, row: tuple, fields: list[str]) -> None:
-    baseline = order_at_t(tmp_path / "a", one_order_tables())
-    tables = one_order_tables()
-    tables[table] = pd.concat([tables[table], pd.DataFrame([row], columns=tables[table].columns)],
-                              ignore_index=True)
-    later = order_at_t(tmp_path / "b", tables)
-    assert later[fields].tolist() == baseline[fields].tolist()
-    assert later["approximate_fields"] == ""
-
-
-# (table, the column that says when its row was last touched, a new value, the fields it flags)
+# (table, the column that says when its row was last touched, a new value, the field it flags)
 TOUCHED_AFTER = [
     ("payments_goms", "updated_at", {"payment_status": "REFUNDED"}, "payment_status"),
     ("transaction_payout", "updated_at", {"status": "COMPLETED"}, "payout_status"),
@@ -231,26 +207,57 @@ TOUCHED_AFTER = [
     ("transfer_rfi", "modified_at", {"status": "VERIFIED"}, "rfi_status"),
     ("fulfillments_goms", "updated_at", {}, "trm_seconds"),
 ]
+UNTRACKED = [("falcon_transactions_v2", "falcon_status"), ("uae_manual_payments", "manual_payment_status"),
+             ("checkout_payment_data", "checkout_status"), ("rda_fulfillments", "rda_status")]
+
+
+@pytest.fixture(scope="module")
+def cases_at_t(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.Series]:
+    """Build the warehouse of every case and take its snapshot at T once: case -> that order's row."""
+    from ecm_pipeline.demo import SCHEMA, write_warehouse
+
+    columns = {name: [c.split()[0] for c in spec.split(", ")] for name, spec in SCHEMA.items()}
+    tables: dict[str, list[tuple]] = {name: [] for name in SCHEMA}
+    cases = (["baseline"] + [f"created:{t}" for t, _, _ in CREATED_AFTER] + [f"touched:{t}" for t, *_ in TOUCHED_AFTER]
+             + ["moved"])
+    orders = {case: (f"AE{i:08d}00", f"FT{i:08d}") for i, case in enumerate(cases)}
+    for case, (order, txn) in orders.items():
+        rows = order_rows(order, txn)
+        kind, _, table = case.partition(":")
+        if kind == "created":
+            make = next(row for t, row, _ in CREATED_AFTER if t == table)
+            rows[table].append(make(order, txn))
+        elif kind == "touched":
+            _, touched, change, _ = next(c for c in TOUCHED_AFTER if c[0] == table)
+            record = dict(zip(columns[table], rows[table][0], strict=True)) | {touched: AFTER} | change
+            rows[table][0] = tuple(record[c] for c in columns[table])
+        elif case == "moved":   # the order itself changed after T: so may the sources without a change time
+            record = dict(zip(columns["orders_goms"], rows["orders_goms"][0], strict=True)) | {"updated_at": AFTER}
+            rows["orders_goms"][0] = tuple(record[c] for c in columns["orders_goms"])
+        for name, values in rows.items():
+            tables[name] += values
+    path = tmp_path_factory.mktemp("cases") / "cases.duckdb"
+    write_warehouse({name: pd.DataFrame(values, columns=columns[name]) for name, values in tables.items()}, path)
+    snapshot = snap(path, T).candidates.set_index("order_id")
+    return {case: snapshot.loc[order] for case, (order, _) in orders.items()}
+
+
+@pytest.mark.parametrize(("table", "row", "fields"), CREATED_AFTER, ids=[c[0] for c in CREATED_AFTER])
+def test_a_row_created_after_the_tick_never_counts(cases_at_t, table: str, row, fields: list[str]) -> None:
+    baseline, later = cases_at_t["baseline"], cases_at_t[f"created:{table}"]
+    assert later[fields].tolist() == baseline[fields].tolist()
+    assert later["approximate_fields"] == baseline["approximate_fields"] == ""
+    assert not later["ftv_transaction_id"].startswith("FT9")   # the later Falcon transaction is not its own
 
 
 @pytest.mark.parametrize(("table", "touched", "change", "field"), TOUCHED_AFTER, ids=[c[0] for c in TOUCHED_AFTER])
-def test_a_row_touched_only_after_the_tick_makes_the_order_approximate(tmp_path, table: str, touched: str,
+def test_a_row_touched_only_after_the_tick_makes_the_order_approximate(cases_at_t, table: str, touched: str,
                                                                       change: dict, field: str) -> None:
-    tables = one_order_tables()
-    tables[table].loc[0, touched] = AFTER
-    for column, value in change.items():
-        tables[table].loc[0, column] = value
-    row = order_at_t(tmp_path, tables)
-    assert field in row["approximate_fields"].split(",")
+    assert field in cases_at_t[f"touched:{table}"]["approximate_fields"].split(",")
 
 
-@pytest.mark.parametrize(("table", "field"), [("falcon_transactions_v2", "falcon_status"),
-                                              ("uae_manual_payments", "manual_payment_status"),
-                                              ("checkout_payment_data", "checkout_status"),
-                                              ("rda_fulfillments", "rda_status")])
-def test_sources_without_a_change_time_are_approximate_once_the_order_moved(tmp_path, table: str,
+@pytest.mark.parametrize(("table", "field"), UNTRACKED, ids=[c[0] for c in UNTRACKED])
+def test_sources_without_a_change_time_are_approximate_once_the_order_moved(cases_at_t, table: str,
                                                                            field: str) -> None:
-    assert order_at_t(tmp_path / "still", one_order_tables())["approximate_fields"] == ""
-    tables = one_order_tables()
-    tables["orders_goms"].loc[0, "updated_at"] = AFTER   # the order changed after T: so may these
-    assert field in order_at_t(tmp_path / "moved", tables)["approximate_fields"].split(",")
+    assert cases_at_t["baseline"]["approximate_fields"] == ""
+    assert field in cases_at_t["moved"]["approximate_fields"].split(",")

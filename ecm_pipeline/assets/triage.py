@@ -36,7 +36,7 @@ from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStore, AssignmentStoreResource
 from ecm_pipeline.resources.slack import SlackDestinationResource
 from ecm_pipeline.resources.warehouse import WarehouseResource
-from ecm_pipeline.run_context import partition_keys, side_effects_blocked
+from ecm_pipeline.run_context import materialized_in_run, partition_keys, side_effects_blocked
 from ecm_pipeline.settings import load_settings
 from ecm_pipeline.snapshot import take_snapshots
 
@@ -140,14 +140,14 @@ def qualification(context: dg.AssetExecutionContext, lake: LakeResource, sheet: 
     keys = partition_keys(context)
     inputs = read_checked(context, lake, "stuck_orders", keys, "qualify orders")
     tickets = sheet.store().read_tab("Assignments")
-    live = None if side_effects_blocked(context, keys) else keys[0]
     classified = attach_catalogue(classify(stacked({k: f.frame for k, f in inputs.items()})))
     qualified_all, disqualified_all = qualify(classified, settings.qualification)
     qualified, disqualified = {}, {}
     for key in keys:
         mine = qualified_all[qualified_all["partition_key"] == key].drop(columns="partition_key")
-        as_of = None if key == live else pd.Timestamp(as_of_utc(key))
-        qualified[key] = flag_already_assigned(mine, tickets, as_of).reset_index(drop=True)
+        # Tickets as they were at the tick, for the live tick too: what a run of the tick writes must
+        # not depend on how far another run of it got (the assignment step flags again, live).
+        qualified[key] = flag_already_assigned(mine, tickets, pd.Timestamp(as_of_utc(key))).reset_index(drop=True)
         disqualified[key] = (disqualified_all[disqualified_all["partition_key"] == key]
                              .drop(columns="partition_key").reset_index(drop=True))
     lineage = {k: {"stuck_orders": inputs[k].version} for k in keys}
@@ -284,19 +284,19 @@ def assignment(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Ass
             tab = remove_pipeline_copies(context, store, store.read_tab("Assignments"))
         elif written:
             tab = pd.concat([tab, plan.new_rows], ignore_index=True)
-    outcome = triage_outcome(scored, tab, plan, key, settings.assignment.high_value_aed)
+    outcome = triage_outcome(scored, tab, key, settings.assignment.high_value_aed)
     lineage = {key: {**scored_file.lineage, "scored_orders": scored_file.version}}
     versions = lake.write("assignments", {key: outcome}, run_id=context.run.run_id, lineage=lineage)
     lake.write("assignment_agents", {key: plan.agents}, run_id=context.run.run_id, lineage=lineage)
-    assigned_earlier = int((outcome["assignment"] == "assigned_earlier").sum())
+    this_tick = int((outcome["assignment"] == "assigned").sum())
     if written == 0:
-        context.log.info(f"nothing new to assign for {key}: {assigned_earlier} already assigned by this tick")
+        context.log.info(f"nothing new to assign for {key}: {this_tick} already assigned by this tick")
     agents = plan.agents.assign(load_after=plan.agents["load_before"] + plan.agents["assigned_now"])
     yield dg.MaterializeResult(asset_key="assignments", metadata={
         **partition_metadata(outcome, lake.uri("assignments", key)),
         "dagster/row_count": len(tab),
         "new_assignments": written,
-        "assigned_this_tick": written + assigned_earlier,
+        "assigned_this_tick": this_tick,
         "already_assigned": plan.already_assigned,
         "monitor_only": plan.monitored,
         "overflow": len(plan.overflow),
@@ -373,8 +373,9 @@ def briefing(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assig
     since = min([r for r in pipeline_runs if r < key and r[:1].isdigit()], default=key)
     carried = carried_over(tabs["Assignments"], announced_before(lake, slack, key, since), key)
     announced = thread_orders(outcome, carried, key)
+    new_this_run = (materialized_in_run(context, "assignments") or {}).get("new_assignments", 0)
     figures = triage_figures(outcome, lake.read("disqualified_orders", key).frame, roster, tick_of(key), key,
-                             settings.assignment.high_value_aed, announced, tuple(warnings))
+                             settings.assignment.high_value_aed, announced, new_this_run, tuple(warnings))
     messages = briefing_messages(figures, announced, key, settings.slack.sheet_url, settings.categories.critical)
     lake.write("ticket_announcements", {key: ledger(announced, PENDING)}, run_id=context.run.run_id)
     try:

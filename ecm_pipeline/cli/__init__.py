@@ -17,7 +17,8 @@ import traceback
 import warnings
 
 from ecm_pipeline.cli import pipeline
-from ecm_pipeline.cli.instance import InstanceError, os_problem
+from ecm_pipeline.cli.instance import InstanceError
+from ecm_pipeline.osutil import os_problem
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ for ever: run monitoring only watches runs the daemon launched)."""
 
 from __future__ import annotations
 
-import errno
+import fcntl
 import os
 import shutil
 import socket
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ecm_pipeline.osutil import os_problem, pid_alive
 from ecm_pipeline.settings import PACKAGE, ecm_home
 
 HOST_TAG, PID_TAG, TRIGGER_TAG, TICK_TAG = "ecm/host", "ecm/pid", "ecm/trigger", "ecm/tick"
@@ -25,18 +26,6 @@ ALIVE = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRu
 
 class InstanceError(Exception):
     """The Dagster instance in DAGSTER_HOME cannot be used; the message names the path."""
-
-
-def os_problem(exc: OSError, path: str | os.PathLike | None = None) -> str:
-    """One line for an OS error: what went wrong and where (disk full, read-only, permissions)."""
-    where = path or exc.filename or "?"
-    if exc.errno == errno.ENOSPC:
-        return f"no space left on the device holding {where}"
-    if exc.errno == errno.EROFS:
-        return f"{where} is on a read-only file system"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"no permission to write {where}"
-    return f"{exc.strerror or exc} ({where})"
 
 
 def dagster_home() -> Path:
@@ -59,8 +48,12 @@ def open_instance() -> Iterator[dg.DagsterInstance]:
     """The instance, or one line naming DAGSTER_HOME when it cannot be opened (corrupt, read-only, full)."""
     home = dagster_home()
     try:
-        instance = dg.DagsterInstance.get()
-        instance.get_runs(limit=1)   # touches the run storage: a corrupt database fails here, not later
+        # Two `ecm` processes starting at once on a new DAGSTER_HOME would both create the SQLite
+        # schema and collide: the first one creates it while holding this lock.
+        with open(home / ".ecm-open.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            instance = dg.DagsterInstance.get()
+            instance.get_runs(limit=1)   # touches the run storage: a corrupt database fails here, not later
     except OSError as exc:
         raise InstanceError(f"the Dagster instance in {home} cannot be opened: {os_problem(exc)}") from None
     except Exception as exc:
@@ -75,16 +68,6 @@ def run_tags(tick: str, trigger: str) -> dict[str, str]:
     return {TICK_TAG: tick, TRIGGER_TAG: trigger, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Mark failed the runs `ecm` started on this machine whose process is gone, and free the pool
     slots they held. Returns their ids."""
@@ -92,7 +75,7 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     dead = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(ALIVE), tags={HOST_TAG: host})):
         pid = run.tags.get(PID_TAG, "")
-        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
             continue
         instance.report_run_failed(run, f"the ecm process {pid} that ran it is gone (killed or crashed)")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)

@@ -121,21 +121,21 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
     )
 
 
-def triage_outcome(scored: pd.DataFrame, tab: pd.DataFrame, plan: AssignmentPlan, key: str,
-                   high_value_aed: float) -> pd.DataFrame:
-    """One row per actionable order: what this tick did with it (assigned, assigned_earlier by an
-    earlier run of the tick, already_assigned, monitor_only, overflow), and who has it."""
+def triage_outcome(scored: pd.DataFrame, tab: pd.DataFrame, key: str, high_value_aed: float) -> pd.DataFrame:
+    """One row per actionable order: what the tick did with it — `assigned` (a ticket of this tick,
+    whichever run of the tick wrote it), `already_assigned` (open from an earlier tick or by hand),
+    `monitor_only`, `overflow` — and who has it. It depends only on the Sheet, not on which run
+    appended, so every run of a tick writes the same outcome."""
     held = open_tickets(tab)
     owner = held.assign(**{"Order ID": order_ids(held)}).drop_duplicates("Order ID", keep="first").set_index("Order ID")
     out = scored.copy()
     out["high_value"] = out["amount_aed"] >= high_value_aed
     out["agent_email"] = out["order_id"].map(owner["Assigned Agent"]).astype(object)
     out["agent_key"] = out["agent_email"].map(lambda e: normalise_email(e) if isinstance(e, str) else None)
-    earlier_this_tick = out["order_id"].map(owner["Triage Run"]).astype(str).str.strip().eq(key)
-    new = out["order_id"].isin(plan.assigned["order_id"])
+    has_ticket = out["order_id"].isin(owner.index)
+    this_tick = out["order_id"].map(owner["Triage Run"]).astype(str).str.strip().eq(key)
     out["assignment"] = "overflow"
     out.loc[out["no_action"].astype(bool), "assignment"] = "monitor_only"
-    out.loc[out["already_assigned"], "assignment"] = "already_assigned"
-    out.loc[out["already_assigned"] & earlier_this_tick, "assignment"] = "assigned_earlier"
-    out.loc[new, "assignment"] = "assigned"
+    out.loc[has_ticket, "assignment"] = "already_assigned"
+    out.loc[has_ticket & this_tick, "assignment"] = "assigned"
     return out

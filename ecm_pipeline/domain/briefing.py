@@ -87,7 +87,7 @@ def _order_line(row: pd.Series) -> str:
 
 
 # The assignment outcomes that are this tick's tickets.
-THIS_TICK = ("assigned", "assigned_earlier")
+THIS_TICK = ("assigned",)
 THREAD_COLUMNS = ["order_id", "agent_key", "send_amount", "currency", "hours_stuck", "stuck_reason", "priority",
                   "high_value", "amount_aed", "triage_run"]
 
@@ -125,9 +125,10 @@ def thread_orders(outcome: pd.DataFrame, carried: pd.DataFrame, key: str) -> pd.
 
 
 def triage_figures(outcome: pd.DataFrame, disqualified: pd.DataFrame, roster: pd.DataFrame, tick: datetime,
-                   key: str, high_value_aed: float, announced: pd.DataFrame,
+                   key: str, high_value_aed: float, announced: pd.DataFrame, new_this_run: int,
                    warnings: tuple[str, ...] = ()) -> TriageFigures:
-    """`announced` is `thread_orders(...)`: the tickets this briefing names, per agent."""
+    """`announced` is `thread_orders(...)`: the tickets this briefing names, per agent;
+    `new_this_run` the tickets this run appended (0 for a re-run of the tick)."""
     per_agent = (
         announced.groupby("agent_key")
         .agg(orders=("order_id", "size"), high_value=("high_value", "sum"))
@@ -149,7 +150,7 @@ def triage_figures(outcome: pd.DataFrame, disqualified: pd.DataFrame, roster: pd
         disqualified={str(k): int(v) for k, v in disqualified["disqualification_code"].value_counts().items()},
         monitored=int((outcome["assignment"] == "monitor_only").sum()),
         assigned_this_tick=len(mine),
-        new_this_run=int((outcome["assignment"] == "assigned").sum()),
+        new_this_run=new_this_run,
         already_with_agents=int((outcome["assignment"] == "already_assigned").sum()),
         overflow=int((outcome["assignment"] == "overflow").sum()),
         carried_over=int((announced["triage_run"] != key).sum()),

@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from ecm_pipeline.settings import RULES_FILE, Catalogue, ConfigError, load_catalogue
+from ecm_pipeline.settings import RULES_FILE, Catalogue, ConfigError, load_catalogue, load_rule_table
 
 UNCATEGORIZED = "uncategorized"
 OPEN_RFI_STATES = ("REQUESTED", "REJECTED", "SUBMITTED", "SENT_TO_PROVIDER", "RE_OPEN")
@@ -72,11 +71,7 @@ def _parse_rule(raw: dict, path: Path, catalogue: Catalogue) -> Rule:
 
 @cache
 def load_rules(path: Path = RULES_FILE) -> tuple[Rule, ...]:
-    try:
-        raw_rules = yaml.safe_load(path.read_text())["rules"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: cannot read the rule table ({exc})") from exc
-    rules = tuple(_parse_rule(r, path, load_catalogue()) for r in raw_rules)
+    rules = tuple(_parse_rule(r, path, load_catalogue()) for r in load_rule_table(path))
     ids = [r.id for r in rules]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

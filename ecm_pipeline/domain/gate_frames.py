@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ecm_pipeline.domain.qualification import DISQUALIFICATIONS, disqualification_masks
-from ecm_pipeline.domain.tickets import agent_loads, open_tickets, order_ids
+from ecm_pipeline.domain.tickets import agent_loads, open_tickets, order_ids, pipeline_copies
 from ecm_pipeline.settings import GateSettings, QualificationSettings
 
 PARTITION = "partition_key"
@@ -80,7 +80,10 @@ def assignment_frames(key: str, outcome: pd.DataFrame, tab_after: pd.DataFrame, 
     """Frames for the post-write invariants of one tick: the open rows of the Sheet (which orders are
     open twice, and whether this tick made them so), the agents given tickets this tick with their
     load after the write, this tick's assignments, and a profile."""
-    open_rows = open_tickets(tab_after)
+    # A later copy of a ticket (same order, same run: a write that landed after the client gave up)
+    # is neither a second assignment nor extra load; the next run removes it.
+    tab = tab_after.drop(pipeline_copies(tab_after).index)
+    open_rows = open_tickets(tab)
     ids = order_ids(open_rows)
     twice = ids.duplicated(keep=False)
     by_this_tick = open_rows["Triage Run"].astype(str).str.strip().eq(key)
@@ -93,7 +96,7 @@ def assignment_frames(key: str, outcome: pd.DataFrame, tab_after: pd.DataFrame, 
         "assigned_twice_by_this_tick": (twice & ids.isin(touched_now)).to_numpy(),
     })
 
-    loads = agent_loads(tab_after)
+    loads = agent_loads(tab)
     given = pool[pool["assigned_now"] > 0].copy()
     given["load_after"] = given["key"].map(loads).fillna(0).astype(int)
     agents = pd.DataFrame({PARTITION: key, "email": given["email"].to_numpy(),
@@ -101,7 +104,7 @@ def assignment_frames(key: str, outcome: pd.DataFrame, tab_after: pd.DataFrame, 
                            "max_tickets": given["max_tickets"].to_numpy(),
                            "above_max_tickets": (given["load_after"] > given["max_tickets"]).to_numpy()})
 
-    this_tick = outcome[outcome["assignment"].isin(["assigned", "assigned_earlier"])]
+    this_tick = outcome[outcome["assignment"] == "assigned"]
     usable = set(roster.loc[roster["active"] & ~roster["excluded"], "key"])
     assigned = pd.DataFrame({PARTITION: key, "order_id": this_tick["order_id"].to_numpy(),
                              "agent_email": this_tick["agent_email"].to_numpy(),

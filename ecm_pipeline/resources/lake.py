@@ -4,13 +4,17 @@ on local disk (`$ECM_HOME/lake`) or any fsspec filesystem through universal_path
 
 Every write is atomic (local: a temporary file renamed into place; object stores: one PUT), so a
 reader never sees half a file and re-running a partition replaces it. Each file carries, in its
-Parquet metadata, a version id, the run that wrote it and the versions of the lake files it was
-built from (its lineage): the quality gates' verdicts apply to one version of one partition.
+Parquet metadata, its version, the run that wrote it and the versions of the lake files it was
+built from (its lineage): the quality gates' verdicts apply to one version of one partition. The
+version is a hash of the content and the lineage, so two runs that build the same partition from
+the same data (say the schedule and a manual run racing) write the same version, and each can use
+the other's gate verdict.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -26,6 +30,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 from upath import UPath
 
+from ecm_pipeline.osutil import os_problem, pid_alive
 from ecm_pipeline.settings import ecm_home
 
 METADATA_KEY = b"ecm"
@@ -44,14 +49,13 @@ class LakeFrame:
     run_id: str = ""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def content_version(frame: pd.DataFrame, lineage: dict[str, str]) -> str:
+    """A deterministic id for a frame's content and what it was built from."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(json.dumps(lineage, sort_keys=True).encode())
+    return digest.hexdigest()[:32]
 
 
 def sweep_temporary_files(directory: UPath) -> int:
@@ -64,7 +68,7 @@ def sweep_temporary_files(directory: UPath) -> int:
         parts = path.name.split(".")
         pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
         stale = time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS
-        if stale or (pid is not None and pid != os.getpid() and not _pid_alive(pid)):
+        if stale or (pid is not None and pid != os.getpid() and not pid_alive(pid)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 removed += 1
@@ -110,8 +114,9 @@ class LakeResource(dg.ConfigurableResource):
                 sweep_temporary_files(directory)
             versions = {}
             for key, frame in frames.items():
-                version = uuid.uuid4().hex
-                meta = {"version": version, "run_id": run_id, "lineage": dict((lineage or {}).get(key, {}))}
+                built_from = dict((lineage or {}).get(key, {}))
+                version = content_version(frame, built_from)
+                meta = {"version": version, "run_id": run_id, "lineage": built_from}
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                                        METADATA_KEY: json.dumps(meta).encode()})
@@ -125,7 +130,7 @@ class LakeResource(dg.ConfigurableResource):
                 versions[key] = version
             return versions
         except OSError as exc:
-            raise LakeError(f"cannot write {asset} to the lake at {directory}: {exc.strerror or exc}") from None
+            raise LakeError(f"cannot write {asset} to the lake: {os_problem(exc, directory)}") from None
 
     @staticmethod
     def _write_local(table: pa.Table, target: UPath) -> None:

@@ -27,6 +27,7 @@ import dagster as dg
 from pydantic import Field
 
 from ecm_pipeline.domain.briefing import Message, thread_plan
+from ecm_pipeline.osutil import os_problem
 from ecm_pipeline.settings import ecm_home
 
 EVENT_TYPE = "ecm_message"
@@ -268,7 +269,7 @@ class Outbox(Channel):
                             tmp.unlink()
                 return path
         except OSError as exc:
-            raise OutboxError(f"cannot write the outbox at {self.dir}: {exc.strerror or exc}") from None
+            raise OutboxError(f"cannot write the outbox: {os_problem(exc, self.dir)}") from None
 
     def post(self, message: Message, partition: str, thread_ts: str | None) -> Delivery:
         args = {"channel": self.channel, "text": message.text, "blocks": message.blocks,
@@ -309,5 +310,5 @@ class SlackResource(SlackDestinationResource):
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
-            raise OutboxError(f"cannot write the outbox at {outbox.dir}: {exc.strerror or exc}") from None
+            raise OutboxError(f"cannot write the outbox: {os_problem(exc, outbox.dir)}") from None
         return f"{self.describe()}: writable"

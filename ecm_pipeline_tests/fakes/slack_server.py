@@ -81,6 +81,11 @@ class FakeSlack(LoopbackFake):
         timeout shorter than that gives up although the work was done)."""
         self._add(method, _Fault("stall", times, seconds=seconds))
 
+    def clear_faults(self) -> None:
+        """Slack is healthy again: drop every pending fault."""
+        with self._lock:
+            self._faults.clear()
+
     def apply_late(self, method: str, seconds: float, times: int = 1) -> None:
         """Hold the next `times` calls of `method` for `seconds` WITHOUT carrying them out, then carry
         them out and answer (to nobody, if the client has hung up). A client timeout shorter than
