@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import shutil
 import string
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
 
 from ecm_pipeline.domain.tickets import AGENT_COLUMNS, ASSIGNMENT_COLUMNS
 from ecm_pipeline.resources.sheet import LocalSheetStore
@@ -224,158 +227,252 @@ def arrivals_per_day(s: Scenario) -> float:
     return s.per_day or s.backlog / expected_stay_days(s.mean_days)
 
 
-def _random_ids(rng: np.random.Generator, prefixes: np.ndarray, taken: set[str]) -> np.ndarray:
-    alphabet = np.array(list(string.ascii_uppercase + string.digits))
-    out = np.empty(len(prefixes), dtype=object)
-    todo = np.arange(len(prefixes))
-    while len(todo):
-        body = rng.choice(alphabet, size=(len(todo), 8))
-        candidates = [p + "".join(b) + "00" for p, b in zip(prefixes[todo], body, strict=True)]
-        retry = []
-        for i, cand in zip(todo, candidates, strict=True):
-            if cand in taken:
-                retry.append(i)
-            else:
-                taken.add(cand)
-                out[i] = cand
-        todo = np.array(retry, dtype=int)
-    return out
+DEFAULT_ORDERS_PER_DAY = round(sum(arrivals_per_day(s) for s in SCENARIOS))
+
+
+# The world is generated day by day from a fixed epoch, each (scenario, day) with its own random
+# stream, and cut at the anchor: so `ecm demo --as-of T1` and `--as-of T2` (same seed) describe the
+# same orders and the same events, T2's warehouse simply knowing more of them. An order's id is a
+# fixed scramble of (day, scenario, index): unique, random-looking and the same in every warehouse.
+EPOCH = np.datetime64("2020-01-01T00:00:00", "s")
+_ID_ALPHABET = np.array(list(string.digits + string.ascii_uppercase))
+_ID_SPACE = 36 ** 8
+_ID_MULTIPLIER = 25_214_903_917   # coprime to 36: a bijection of the id space
+SLOTS_PER_DAY = 10_000_000        # orders of one scenario in one day, at the most
+
+
+def _order_ids(currency: np.ndarray, day_number: int, scenario: int, n: int) -> np.ndarray:
+    serial = (np.int64(day_number) * 64 + scenario) * SLOTS_PER_DAY + np.arange(n, dtype=np.int64)
+    scrambled = (serial * _ID_MULTIPLIER + 12_345_678_901) % _ID_SPACE
+    digits = np.stack([(scrambled // 36 ** k) % 36 for k in range(7, -1, -1)], axis=1)
+    body = np.ascontiguousarray(_ID_ALPHABET[digits]).view("<U8").ravel()
+    prefix = np.array([ID_PREFIX[c] for c in sorted(ID_PREFIX)])[np.searchsorted(sorted(ID_PREFIX), currency)]
+    return np.char.add(np.char.add(prefix, body), "00")
 
 
 def _minutes(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
     return (rng.uniform(low, high, n) * 60).astype("int64").astype("timedelta64[s]")
 
 
-def _orders_for(s: Scenario, rng: np.random.Generator, start: np.datetime64, anchor: np.datetime64,
-                days: float, taken: set[str]) -> dict[str, pd.DataFrame]:
-    n = rng.poisson(arrivals_per_day(s) * days)
+NAT = np.datetime64("NaT", "s")
+
+
+Columns = dict[str, object]   # column -> array (or a scalar for every row)
+
+
+def _day_of_orders(s: Scenario, index: int, day: np.datetime64, seed: int, scale: float) -> dict[str, list[Columns]]:
+    """One day of one scenario: every order created that day with its whole life, future included.
+    Source rows that change when the order resolves carry `_changes_at` and the `_after_*` values.
+    Tables come back as column arrays; `generate_world` makes frames of them once."""
+    day_number = int((day - EPOCH) // DAY)
+    rng = np.random.default_rng([seed, index, day_number])
+    n = int(rng.poisson(arrivals_per_day(s) * scale))
     if n == 0:
         return {}
-    seconds = rng.uniform(0, days * 86400, n).astype("int64")
-    created = start + seconds.astype("timedelta64[s]")
+    created = day + rng.uniform(0, 86400, n).astype("int64").astype("timedelta64[s]")
     weights = np.array(list(s.currencies.values()))
     currency = rng.choice(list(s.currencies), size=n, p=weights / weights.sum())
-    order_id = _random_ids(rng, np.array([ID_PREFIX[c] for c in currency]), taken)
+    order_id = _order_ids(currency, day_number, index, n)
     median = np.array([AMOUNT[c][0] for c in currency])
     amount = np.clip(median * rng.lognormal(0, 0.85, n), [AMOUNT[c][1] for c in currency],
                      [AMOUNT[c][2] for c in currency]).round(2)
     fx = np.array([TO_AED[c] for c in currency])
     receive = (amount * fx * rng.uniform(22.0, 25.0, n)).round(2)
     acquirer = rng.choice(s.acquirer, n)
-    stuck_at = created + _minutes(rng, n, 2, 20)
     if s.per_day:  # healthy traffic: done within hours
+        stuck_at = np.full(n, NAT)
         resolved = created + _minutes(rng, n, 20, 360)
-        stuck_at = None
-    elif s.mean_days is None:
-        resolved = np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
     else:
-        resolved = stuck_at + (rng.exponential(s.mean_days, n) * 86400).astype("int64").astype("timedelta64[s]")
-    resolved = np.where(resolved <= anchor, resolved, np.datetime64("NaT"))
-    done = ~np.isnat(resolved)
-
-    history = [pd.DataFrame({"order_id": order_id, "status": "CREATED", "sub_state": "INIT_PAYMENT",
-                             "changed_at": created})]
-    if stuck_at is not None:
-        history.append(pd.DataFrame({"order_id": order_id, "status": s.status, "sub_state": s.sub_state,
-                                     "changed_at": stuck_at}))
+        stuck_at = created + _minutes(rng, n, 2, 20)
+        resolved = (np.full(n, NAT) if s.mean_days is None else
+                    stuck_at + (rng.exponential(s.mean_days, n) * 86400).astype("int64").astype("timedelta64[s]"))
     final_status, final_sub = (s.status, s.sub_state) if s.per_day else s.final
-    history.append(pd.DataFrame({"order_id": order_id[done], "status": final_status, "sub_state": final_sub,
+    succeeded = final_status == "COMPLETED"
+    changes = np.where(np.isnat(stuck_at), NAT, resolved)   # stuck orders' sources move when they resolve
+
+    history = [_columns_of({"order_id": order_id, "status": "CREATED", "sub_state": "INIT_PAYMENT",
+                             "changed_at": created})]
+    if not s.per_day:
+        history.append(_columns_of({"order_id": order_id, "status": s.status, "sub_state": s.sub_state,
+                                     "changed_at": stuck_at}))
+    done = ~np.isnat(resolved)
+    history.append(_columns_of({"order_id": order_id[done], "status": final_status, "sub_state": final_sub,
                                  "changed_at": resolved[done]}))
-    last_change = np.where(done, resolved, stuck_at if stuck_at is not None else created)
-    orders = pd.DataFrame({
+    orders = _columns_of({
         "order_id": order_id,
-        "owner_id": ["U" + str(x) for x in rng.integers(10_000_000, 99_999_999, n)],
-        "status": np.where(done, final_status, s.status),
-        "sub_state": np.where(done, final_sub, s.sub_state),
+        "owner_id": np.char.add("U", rng.integers(10_000_000, 99_999_999, n).astype(str)),
         "meta_postscript_pricing_info_send_currency": currency,
         "meta_postscript_pricing_info_send_amount": amount,
         "meta_postscript_pricing_info_receive_amount": receive,
         "meta_postscript_acquirer": acquirer,
         "created_at": created,
-        "updated_at": last_change,
     })
     t1 = created + _minutes(rng, n, 1, 10)  # source records appear minutes after the order
-    tables: dict[str, list[pd.DataFrame]] = {"orders_goms": [orders], "orders_goms_history": history}
+    tables: dict[str, list[Columns]] = {"orders_goms": [orders], "orders_goms_history": history}
 
-    def add(table: str, frame: pd.DataFrame) -> None:
+    def add(table: str, frame: Columns) -> None:
         tables.setdefault(table, []).append(frame)
 
     for i, pay_status in enumerate(s.payments):
         at = t1 + np.timedelta64(i * 300, "s")
-        add("payments_goms", pd.DataFrame({"reference_id": order_id, "payment_status": pay_status,
+        add("payments_goms", _columns_of({"reference_id": order_id, "payment_status": pay_status,
                                            "created_at": at, "updated_at": at + np.timedelta64(40, "s")}))
     if s.payments == ("COMPLETED",):  # a share of customers needed a second or third try
         retry = rng.random(n) < 0.2
-        add("payments_goms", pd.DataFrame({"reference_id": order_id[retry], "payment_status": "FAILED",
+        add("payments_goms", _columns_of({"reference_id": order_id[retry], "payment_status": "FAILED",
                                            "created_at": created[retry], "updated_at": created[retry]}))
     if s.falcon:
-        txn = np.array(["FT" + o[2:10] for o in order_id], dtype=object)
-        add("falcon_transactions_v2", pd.DataFrame({"transaction_id": txn, "client_txn_id": order_id,
-                                                    "status": s.falcon, "created_at": t1}))
+        txn = np.char.add("FT", order_id.astype("<U12").view("<U1").reshape(n, 12)[:, 2:10].copy().view("<U8").ravel())
+        # Falcon keeps no change time: its status simply becomes the final one when the order resolves.
+        add("falcon_transactions_v2", _columns_of({
+            "transaction_id": txn, "client_txn_id": order_id, "status": s.falcon, "created_at": t1,
+            "_changes_at": changes, "_after_status": "COMPLETED" if succeeded else "FAILED"}))
         if s.payout:
             partner = rng.choice(s.partners, n)
             t2 = t1 + _minutes(rng, n, 5, 60)
-            add("transaction_payout", pd.DataFrame({"transaction_id": txn, "status": s.payout,
-                                                    "payout_partner": partner, "created_at": t2, "updated_at": t2}))
+            add("transaction_payout", _columns_of({
+                "transaction_id": txn, "status": s.payout, "payout_partner": partner, "created_at": t2,
+                "updated_at": t2, "_changes_at": changes, "_after_status": "COMPLETED" if succeeded else "FAILED"}))
             earlier = rng.random(n) < 0.3  # duplicate rows: an earlier PENDING attempt
-            add("transaction_payout", pd.DataFrame({
+            add("transaction_payout", _columns_of({
                 "transaction_id": txn[earlier], "status": "PENDING", "payout_partner": partner[earlier],
                 "created_at": t1[earlier], "updated_at": t1[earlier]}))
         if s.rda:
-            add("rda_fulfillments", pd.DataFrame({"order_id": txn, "status": s.rda}))
+            add("rda_fulfillments", _columns_of({"order_id": txn, "status": s.rda}))
     aed = currency == "AED"
     if s.lulu:
-        add("lulu_data", pd.DataFrame({
+        lulu_after = "CREDITED" if succeeded else "CANCELLATION_COMPLETED"
+        add("lulu_data", _columns_of({
             "order_id": order_id[aed], "status": "PENDING", "sub_status": s.lulu, "lulu_client": "LULU",
-            "created_at": t1[aed], "updated_at": t1[aed] + np.timedelta64(900, "s")}))
+            "created_at": t1[aed], "updated_at": t1[aed] + np.timedelta64(900, "s"),
+            "_changes_at": changes[aed] if s.lulu != lulu_after else NAT, "_after_sub_status": lulu_after}))
         earlier = aed & (rng.random(n) < 0.15)
-        add("lulu_data", pd.DataFrame({
+        add("lulu_data", _columns_of({
             "order_id": order_id[earlier], "status": "PENDING", "sub_status": "CREATED", "lulu_client": "LULU",
             "created_at": created[earlier], "updated_at": created[earlier]}))
     if s.rfi:
         rfi_at = stuck_at + _minutes(rng, n, 30, 240)
-        add("transfer_rfi", pd.DataFrame({
+        add("transfer_rfi", _columns_of({
             "reference_id": order_id, "status": s.rfi,
             "rfitype": rng.choice(["ID_PROOF", "PURPOSE_OF_TRANSFER", "RELATIONSHIP"], n),
-            "created_at": rfi_at, "modified_at": rfi_at + _minutes(rng, n, 0, 60)}))
+            "created_at": rfi_at, "modified_at": rfi_at + _minutes(rng, n, 0, 60),
+            "_changes_at": changes, "_after_status": "VERIFIED"}))
         old = rng.random(n) < 0.1  # an older, closed RFI that must not decide routing (fix 3)
-        add("transfer_rfi", pd.DataFrame({
+        add("transfer_rfi", _columns_of({
             "reference_id": order_id[old], "status": "VERIFIED", "rfitype": "ID_PROOF",
             "created_at": created[old], "modified_at": created[old] + np.timedelta64(60, "s")}))
     if s.trm:
-        add("fulfillments_goms", pd.DataFrame({"order_id": order_id, "created_at": t1,
+        add("fulfillments_goms", _columns_of({"order_id": order_id, "created_at": t1,
                                                "updated_at": t1 + _minutes(rng, n, 1, 30)}))
     if s.checkout:
         is_checkout = acquirer == "CHECKOUT"
-        add("checkout_payment_data", pd.DataFrame({"order_id": order_id[is_checkout], "status": s.checkout}))
+        add("checkout_payment_data", _columns_of({"order_id": order_id[is_checkout], "status": s.checkout}))
     if s.manual:
-        add("uae_manual_payments", pd.DataFrame({"order_id": order_id, "status": s.manual}))
-    result = {table: pd.concat(parts, ignore_index=True) for table, parts in tables.items()}
-    result["_meta"] = pd.DataFrame({"order_id": order_id, "scenario": s.name, "expected": s.expected,
-                                    "created_at": created, "resolved_at": resolved,
-                                    "currency": currency, "amount": amount, "amount_aed": amount * fx})
-    return result
+        add("uae_manual_payments", _columns_of({"order_id": order_id, "status": s.manual}))
+    tables["_meta"] = [_columns_of({"order_id": order_id, "scenario": s.name, "expected": s.expected,
+                                    "status": s.status, "sub_state": s.sub_state, "final_status": final_status,
+                                    "final_sub_state": final_sub, "created_at": created, "stuck_at": stuck_at,
+                                    "resolved_at": resolved, "currency": currency, "amount": amount,
+                                    "amount_aed": amount * fx})]
+    return tables
 
 
-def generate_tables(seed: int, anchor: datetime, days: float = 35.0,
-                    scale: float = 1.0) -> dict[str, pd.DataFrame]:
-    """All warehouse tables (and a `_meta` frame describing each order) for a seed and anchor (UTC)."""
-    rng = np.random.default_rng(seed)
+def _columns_of(columns: Columns) -> Columns:
+    """Scalars stretched to the length of the arrays beside them."""
+    n = max(len(v) for v in columns.values() if isinstance(v, np.ndarray))
+    return {k: v if isinstance(v, np.ndarray) else np.full(n, v, dtype=object if isinstance(v, str) or v is None
+                                                           else None) for k, v in columns.items()}
+
+
+def generate_world(seed: int, first_day: np.datetime64, last_day: np.datetime64,
+                   scale: float = 1.0) -> dict[str, pd.DataFrame]:
+    """Every order created from `first_day` to `last_day` (UTC days) with its whole life."""
+    parts: dict[str, list[Columns]] = {}
+    day = first_day
+    while day <= last_day:
+        for index, scenario in enumerate(SCENARIOS):
+            for table, frames in _day_of_orders(scenario, index, day, seed, scale).items():
+                parts.setdefault(table, []).extend(frames)
+        day += DAY
+    world = {}
+    for name, frames in parts.items():
+        columns = list(dict.fromkeys(c for f in frames for c in f))
+        world[name] = pd.DataFrame({c: np.concatenate([_column(f, c) for f in frames]) for c in columns})
+    return world
+
+
+def _column(frame: Columns, column: str) -> np.ndarray:
+    """A column of one part, or missing values where that part has none (`_changes_at` and the like)."""
+    if column in frame:
+        return frame[column]
+    n = len(next(iter(frame.values())))
+    return np.full(n, NAT) if column == "_changes_at" else np.full(n, None, dtype=object)
+
+
+def _member(values: pd.Series, among: pd.Series) -> np.ndarray:
+    """`values.isin(among)` for large `among`: pandas 3's string isin converts every value one by one."""
+    return pc.is_in(pa.array(values, type=pa.string()), value_set=pa.array(among, type=pa.string())).to_numpy(
+        zero_copy_only=False)
+
+
+def _columns(table: str) -> list[str]:
+    return [c.split()[0] for c in SCHEMA[table].split(", ")]
+
+
+def as_of(world: dict[str, pd.DataFrame], anchor: np.datetime64, start: np.datetime64) -> dict[str, pd.DataFrame]:
+    """The warehouse as it stands at `anchor`: orders created in [start, anchor]; every row and event
+    that exists by then, with the values it has by then."""
+    meta = world["_meta"]
+    existing = ((meta["created_at"] >= start) & (meta["created_at"] <= anchor)).to_numpy()
+    meta = meta[existing].reset_index(drop=True)
+    keep = meta["order_id"]
+    resolved = meta["resolved_at"].le(anchor).to_numpy()
+    stuck = meta["stuck_at"].le(anchor).to_numpy() & ~resolved
+    orders = world["orders_goms"][existing].reset_index(drop=True)   # row for row with `_meta`
+    orders["status"] = np.where(resolved, meta["final_status"], np.where(stuck, meta["status"], "CREATED"))
+    orders["sub_state"] = np.where(resolved, meta["final_sub_state"],
+                                   np.where(stuck, meta["sub_state"], "INIT_PAYMENT"))
+    orders["updated_at"] = np.where(resolved, meta["resolved_at"],
+                                    np.where(stuck, meta["stuck_at"], meta["created_at"]))
+    tables = {"orders_goms": orders[_columns("orders_goms")], "_meta": meta}
+    transactions = "FT" + keep.str.slice(2, 10)
+    for name in SCHEMA:
+        if name == "orders_goms":
+            continue
+        frame = world.get(name)
+        if frame is None:
+            tables[name] = pd.DataFrame({c: pd.Series(dtype="object") for c in _columns(name)})
+            continue
+        if name in ("transaction_payout", "rda_fulfillments"):   # keyed by the Falcon transaction
+            owned = _member(frame["transaction_id" if name == "transaction_payout" else "order_id"], transactions)
+        else:
+            owned = _member(frame[next(c for c in ("order_id", "reference_id", "client_txn_id") if c in frame)],
+                            keep)
+        frame = frame[owned]
+        stamp = "changed_at" if name == "orders_goms_history" else "created_at"
+        if stamp in frame:
+            frame = frame[frame[stamp] <= anchor]
+        frame = frame.copy()
+        if "_changes_at" in frame:
+            moved = frame["_changes_at"].le(anchor).to_numpy()
+            for column in [c for c in frame.columns if c.startswith("_after_")]:
+                target = column.removeprefix("_after_")
+                frame[target] = np.where(moved, frame[column], frame[target])
+            touched = "modified_at" if "modified_at" in frame else "updated_at"
+            if touched in frame:
+                frame[touched] = np.where(moved, frame["_changes_at"], frame[touched])
+        tables[name] = frame[_columns(name)].reset_index(drop=True)
+    return tables
+
+
+def generate_tables(seed: int, anchor: datetime, days: float = 35.0, scale: float = 1.0) -> dict[str, pd.DataFrame]:
+    """The warehouse tables (and a `_meta` frame describing each order) for a seed and an anchor
+    (naive UTC): the orders of the `days` before the anchor, as the warehouse knows them then."""
     end = np.datetime64(anchor.replace(tzinfo=None), "s")
     start = end - np.timedelta64(int(days * 86400), "s")
-    taken: set[str] = set()
-    parts: dict[str, list[pd.DataFrame]] = {}
-    for scenario in SCENARIOS:
-        scaled = replace(scenario, backlog=scenario.backlog * scale, per_day=scenario.per_day * scale)
-        for table, frame in _orders_for(scaled, rng, start, end, days, taken).items():
-            parts.setdefault(table, []).append(frame)
-    tables = {name: pd.concat(parts[name], ignore_index=True) if name in parts else None for name in SCHEMA}
-    for name, frame in tables.items():
-        if frame is None:
-            cols = [c.split()[0] for c in SCHEMA[name].split(", ")]
-            tables[name] = pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
-    tables["_meta"] = pd.concat(parts["_meta"], ignore_index=True)
-    return tables
+    world = generate_world(seed, start.astype("datetime64[D]").astype("datetime64[s]"),
+                           end.astype("datetime64[D]").astype("datetime64[s]"), scale)
+    return as_of(world, end, start)
 
 
 def write_warehouse(tables: dict[str, pd.DataFrame], path: Path) -> None:
@@ -405,7 +502,7 @@ def seed_sheet(store: LocalSheetStore, meta: pd.DataFrame, anchor: datetime, see
     open_now = meta[
         meta["expected"].notna()
         & ~meta["expected"].isin(["uncategorized", "falcon_failed_order_completed_issue"])
-        & meta["resolved_at"].isna()
+        & ~(meta["resolved_at"] <= end)
         & (meta["created_at"] < end - 2 * DAY)
         & (meta["created_at"] > end - 20 * DAY)
     ]
@@ -435,17 +532,51 @@ def seed_sheet(store: LocalSheetStore, meta: pd.DataFrame, anchor: datetime, see
     return tickets
 
 
+def first_tick_from(moment: datetime) -> str:
+    """The key of the first tick at or after `moment` (naive UTC)."""
+    from ecm_pipeline.partitions import KEY_FORMAT, TIMEZONE
+
+    schedule = load_settings().schedule
+    local = moment.replace(tzinfo=UTC).astimezone(TIMEZONE)
+    for offset in range(2):
+        day = local.date() + timedelta(days=offset)
+        for tick in sorted(schedule.ticks):
+            hour, minute = (int(part) for part in tick.split(":"))
+            candidate = datetime(day.year, day.month, day.day, hour, minute, tzinfo=TIMEZONE)
+            if candidate >= local:
+                return candidate.strftime(KEY_FORMAT)
+    raise ValueError(f"no tick after {moment}")
+
+
+def write_go_live(home: Path, go_live: str) -> Path:
+    """Record the demo's first tick as this ECM_HOME's go-live date (the first partition), keeping
+    any other local override in `$ECM_HOME/settings.yaml`."""
+    path = home / "settings.yaml"
+    overrides = yaml.safe_load(path.read_text()) if path.exists() else None
+    overrides = overrides if isinstance(overrides, dict) else {}
+    overrides.setdefault("schedule", {})["go_live"] = go_live
+    path.write_text("# Local overrides of the packaged settings.yaml (`ecm demo` sets the go-live date).\n"
+                    + yaml.safe_dump(overrides, sort_keys=False))
+    return path
+
+
 def generate_demo(home: Path, seed: int, anchor: datetime, days: float = 35.0, scale: float = 1.0) -> dict:
-    """Write `warehouse.duckdb` and `sheet.sqlite` under `home`; clear the outbox and lake."""
+    """Write `warehouse.duckdb` and `sheet.sqlite` under `home`, and the go-live date of the data in
+    `home/settings.yaml`; clear the outbox and lake."""
     tables = generate_tables(seed, anchor, days=days, scale=scale)
+    home.mkdir(parents=True, exist_ok=True)
     write_warehouse(tables, home / "warehouse.duckdb")
     for stale in ("outbox", "lake"):
         shutil.rmtree(home / stale, ignore_errors=True)
     tickets = seed_sheet(LocalSheetStore(path=str(home / "sheet.sqlite")), tables["_meta"], anchor, seed)
+    start = anchor - timedelta(days=days)
+    go_live = first_tick_from(start)
+    write_go_live(home, go_live)
     return {
         "orders": len(tables["orders_goms"]),
         "rows": {name: len(tables[name]) for name in SCHEMA},
         "tickets": len(tickets),
         "anchor": anchor,
-        "start": anchor - timedelta(days=days),
+        "start": start,
+        "go_live": go_live,
     }

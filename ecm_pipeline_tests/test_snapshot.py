@@ -41,7 +41,8 @@ def test_point_in_time_uses_history(demo_warehouse, demo_tables) -> None:
     resolved_since = meta[
         meta["expected"].isin(["stuck_at_lulu", "refund_pending"])
         & (meta["created_at"] < pd.Timestamp(as_of - timedelta(days=1)))
-        & (meta["resolved_at"] > pd.Timestamp(as_of + timedelta(hours=1)))
+        & (meta["created_at"] > pd.Timestamp(as_of - timedelta(days=29)))  # inside the 30-day window
+        & meta["resolved_at"].between(pd.Timestamp(as_of + timedelta(hours=1)), pd.Timestamp(ANCHOR))
     ]["order_id"]
     assert len(resolved_since) > 5
     then = set(snap(demo_warehouse, as_of).candidates["order_id"])

@@ -14,17 +14,21 @@ OK, MISSING, FAILING = "ok", "missing", "failing"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ecm_pipeline.demo import generate_demo
+    from ecm_pipeline.demo import DEFAULT_ORDERS_PER_DAY, generate_demo
     from ecm_pipeline.partitions import as_of_utc, tick_of
 
     key = args.as_of or live_tick_key()
     tick_of(key)  # any tick, also before the go-live date: the demo sets the go-live to its first day
+    if args.days <= 0 or (args.orders_per_day is not None and args.orders_per_day <= 0):
+        raise ValueError("--days and --orders-per-day must be positive")
+    scale = (args.orders_per_day or DEFAULT_ORDERS_PER_DAY) / DEFAULT_ORDERS_PER_DAY
     home = ecm_home()
-    info = generate_demo(home, seed=args.seed, anchor=as_of_utc(key), days=args.days)
+    info = generate_demo(home, seed=args.seed, anchor=as_of_utc(key), days=args.days, scale=scale)
     print(f"Demo data for tick {key} (seed {args.seed}) in {home}")
     print(f"  warehouse.duckdb: {info['orders']:,} orders over {args.days:g} days "
-          f"({info['start']:%Y-%m-%d} to {info['anchor']:%Y-%m-%d %H:%M} UTC)")
+          f"({info['start']:%Y-%m-%d %H:%M} to {info['anchor']:%Y-%m-%d %H:%M} UTC)")
     print(f"  sheet.sqlite: Agents tab with 7 agents, {info['tickets']} existing tickets")
+    print(f"  settings.yaml: partitions start at the data's first tick, {info['go_live']}")
     print("  outbox/ and lake/ cleared")
     return 0
 
@@ -155,6 +159,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=int, default=7, help="random seed (same seed and tick: same data)")
     demo.add_argument("--as-of", help="the tick the data ends at, e.g. 2026-11-21-14:00 (default: latest tick)")
     demo.add_argument("--days", type=float, default=35.0, help="days of history (default 35)")
+    demo.add_argument("--orders-per-day", type=int, help="orders a day, all kinds (default about 3,000)")
     demo.set_defaults(func=cmd_demo)
     triage = sub.add_parser("triage", help="run the triage job for a tick and print the briefing")
     triage.add_argument("--partition", help="tick to triage, e.g. 2026-11-21-14:00 (default: the live tick)")
