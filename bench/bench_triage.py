@@ -1,79 +1,92 @@
-"""Throughput and memory figures for the triage pipeline. Prints a report; asserts nothing.
+"""Throughput and peak memory of the triage's domain chain, classify + qualify + score + assign, on
+synthetic candidate orders; then the snapshot SQL on a demo warehouse. Prints a report; asserts nothing.
 
 What it measures:
 
-1. The machine: platform, Python, CPU count, total memory, versions of pandas, numpy, duckdb, dagster.
-2. The pure domain stages on a synthetic snapshot of `--orders` candidate orders (default 1,000,000)
-   with exactly the columns `snapshot.derive_columns` produces. The extract (the SELECT list of
-   `sql/stuck_orders.sql`) is drawn vectorised from a seeded RNG with value mixes taken from
-   `classification_rules.yaml`, many missing values included, and then passed through
-   `derive_columns` as in production. Stages, chained as in `assets.py`:
+1. The machine: platform, Python, CPU count, total memory, load average, versions of pandas, numpy,
+   pyarrow, duckdb, dagster. The load average is printed again at the end: the chain is single-threaded,
+   so another busy process on a 2-core machine shows up as wall seconds above CPU seconds.
+2. The domain chain on `--orders` synthetic candidate orders (default 1,000,000), stage by stage as
+   the assets chain them:
      classification  classify + attach_catalogue
-     qualification   qualify + flag_already_assigned (Assignments tab of ~500 rows)
+     qualification   qualify + flag_already_assigned (an Assignments tab of ~500 rows)
      scoring         score
      assignment      parse_roster (the 7 demo agents) + plan_assignments
-   Seconds come from an untraced pass (`time.perf_counter`). Memory comes from a second, identical
-   pass under `tracemalloc` (which slows allocation-heavy code, hence the separate pass): the peak
-   of each stage above what was allocated when it started, and the peak of the whole chain.
-   tracemalloc sees Python and NumPy allocations, not Arrow buffers (pandas' `str` columns), so the
-   Arrow pool's peak and the process peak RSS (`ru_maxrss`) are printed as well.
+   The extract (the SELECT list of `sql/stuck_orders.sql`, approx_* flags included) is drawn vectorised
+   from a seeded RNG with value mixes taken from `classification_rules.yaml`, many missing values
+   included, passed through `snapshot.derive_columns` as in production and written to Parquet as the
+   lake writes it. Each of `--runs` runs (default 3) is a fresh Python process that reads those files
+   as the lake reads them and runs the chain once, timed with `time.perf_counter` (wall) and
+   `time.process_time` (CPU). Its peak RSS (`ru_maxrss`) is taken once the inputs are loaded and
+   after each stage; the last one is the process peak of the chain, the snapshot it holds included,
+   and never includes building the synthetic data (that happens in this parent process).
 3. The snapshot SQL (unless `--skip-sql`): a demo warehouse at `--scale` times the default volume
    (`demo.generate_tables` + `demo.write_warehouse` into a temporary directory), then
-   `snapshot.take_snapshot` against it three times (min and median seconds).
+   `snapshot.take_snapshot` against it three times (min and median seconds), in this process.
 
-Run from the project root: `.venv/bin/python bench/bench_triage.py [--orders N] [--scale S] [--skip-sql]`.
+Run from the project root: `.venv/bin/python bench/bench_triage.py [--orders N] [--runs R] [--scale S]
+[--skip-sql] [--seed K]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
-import resource
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
+from machine import load_average, mib, own_peak_rss_bytes, peak_rss_bytes, print_machine
 
-from ecm_pipeline.demo import AGENTS, generate_tables, write_warehouse
 from ecm_pipeline.domain.assignment import plan_assignments
 from ecm_pipeline.domain.classification import attach_catalogue, classify, load_rules
 from ecm_pipeline.domain.qualification import flag_already_assigned, qualify
 from ecm_pipeline.domain.roster import parse_roster
 from ecm_pipeline.domain.scoring import score
-from ecm_pipeline.resources.sheet import AGENT_COLUMNS, ASSIGNMENT_COLUMNS
-from ecm_pipeline.resources.warehouse import WarehouseResource
+from ecm_pipeline.domain.snapshot import SNAPSHOT_COLUMNS, SOURCE_FIELDS, derive_columns
+from ecm_pipeline.domain.tickets import AGENT_COLUMNS, ASSIGNMENT_COLUMNS
 from ecm_pipeline.settings import Settings, load_catalogue, load_settings
-from ecm_pipeline.snapshot import Snapshot, derive_columns, take_snapshot
 
-MIB = 1024 * 1024
+if TYPE_CHECKING:
+    from ecm_pipeline.resources.warehouse import WarehouseResource
+    from ecm_pipeline.snapshot import Snapshot
+
+# The demo generator, the warehouse resource and the snapshot module are imported where they are used,
+# in this process only: the chain processes import what the chain needs and nothing else.
+
 SEED = 7
+RUNS = 3
 # The 14:00 Asia/Dubai tick of 2026-11-21 as naive UTC (the warehouse stores UTC).
 AS_OF = datetime(2026, 11, 21, 10, 0)
 TRIAGE_RUN = "2026-11-21-14:00"
 ASSIGNED_AT = "2026-11-21 14:05:00+0400"
 SNAPSHOT_RUNS = 3
+STAGES = ("classification", "qualification", "scoring", "assignment")
+INPUT_FILES = ("snapshot", "assignments", "agents")
+RESULT_PREFIX = "CHAIN-RESULT "
 
-# The extract's columns in the order of the SELECT list of sql/stuck_orders.sql (without `scope`).
+# The extract's columns in the order of the SELECT list of sql/stuck_orders.sql (without `as_of`
+# and `scope`); derive_columns adds hours_stuck, time_bucket, category, amount_aed, partner_class and
+# approximate_fields.
+APPROX_FLAGS = tuple(SOURCE_FIELDS)
 EXTRACT_COLUMNS = [
     "order_id", "owner_id", "status", "sub_state", "currency", "send_amount", "receive_amount", "acquirer",
     "created_at", "updated_at", "payment_status", "has_completed_payment", "payment_attempts", "falcon_status",
     "ftv_transaction_id", "has_lulu", "lulu_status", "lulu_main_status", "lulu_client", "has_payout",
-    "payout_status", "payout_partner", "partner_class", "has_rfi", "rfi_status", "rfi_type", "rfi_created_at",
+    "payout_status", "payout_partner", "has_rfi", "rfi_status", "rfi_type", "rfi_created_at",
     "rfi_modified_at", "manual_payment_status", "checkout_status", "has_trm", "trm_seconds", "rda_status",
+    *APPROX_FLAGS,
 ]
-SNAPSHOT_COLUMNS = [*EXTRACT_COLUMNS, "hours_stuck", "time_bucket", "category", "amount_aed"]
 
 # Value mixes (value: weight; None is a missing value). Weights are normalised.
 CURRENCY = {"AED": 0.45, "GBP": 0.45, "EUR": 0.10}
@@ -109,50 +122,19 @@ CHECKOUT_STATUS = {"CAPTURED": 0.8, "AUTHORIZED": 0.15, "DECLINED": 0.05}
 RDA_STATUS = {"ONHOLD": 0.6, "PROCESSING": 0.3, "COMPLETED": 0.1}
 AMOUNT = {"AED": (2400.0, 260.0, 60100.0), "GBP": (480.0, 20.0, 12000.0), "EUR": (420.0, 20.0, 12000.0)}
 FX = {"AED": 1.0, "GBP": 4.9, "EUR": 4.25}
-BULK_PARTNERS = ("VELTOPAYZ_HVT_BULK", "VELTOPAYZ_KPR_BULK", "ARMSTRONG_PARTNER_DASHBOARD", "TANGOPE_V3")
-BULK_ABOVE_50K = ("SINGHAI_2025_V2", "VELTOPAYZ_V4", "VELTOPAYZ_V5", "VELTOPAYZ_V6")
 TICKET_STATUS = {"OPEN": 0.04, "IN_PROGRESS": 0.02, "ESCALATED": 0.02, "RESOLVED": 0.70, "CLOSED": 0.22}
+# Share of orders whose source is known only approximately at the tick (the SQL's approx_* flags).
+APPROX_SHARE = {"approx_order_state": 0.03, "approx_payment": 0.01, "approx_payout": 0.01, "approx_lulu": 0.01,
+                "approx_rfi": 0.005}
 
 
 # --- report helpers --------------------------------------------------------------------------------
 
 
-def mib(n_bytes: float) -> str:
-    return f"{n_bytes / MIB:,.1f} MiB"
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def total_memory_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def print_header(args: argparse.Namespace) -> None:
-    total = total_memory_bytes()
-    print("== machine")
-    print(f"platform      {platform.platform()}")
-    print(f"python        {platform.python_version()} ({platform.python_implementation()})")
-    print(f"cpus          {os.cpu_count()}")
-    print(f"memory        {mib(total) if total else 'unknown (no /proc/meminfo)'}")
-    print("packages      " + ", ".join(
-        f"{name} {package_version(name)}" for name in ("pandas", "numpy", "duckdb", "dagster", "pyarrow")))
-    print(f"options       orders={args.orders:,} scale={args.scale:g} skip_sql={args.skip_sql} seed={args.seed}")
+    print_machine()
+    print(f"options       orders={args.orders:,} runs={args.runs} scale={args.scale:g} skip_sql={args.skip_sql} "
+          f"seed={args.seed}")
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
@@ -165,7 +147,7 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
                         for i, (c, w) in enumerate(zip(row, widths, strict=True))))
 
 
-# --- synthetic snapshot ----------------------------------------------------------------------------
+# --- synthetic inputs ------------------------------------------------------------------------------
 
 
 def draw(rng: np.random.Generator, mix: dict[str | None, float], n: int) -> np.ndarray:
@@ -231,16 +213,6 @@ def synthetic_extract(n: int, rng: np.random.Generator, as_of: datetime) -> pd.D
     has_lulu = aed & (rng.random(n) < 0.85)
     has_payout = has_falcon & (rng.random(n) < 0.85)
     partner = present_where(has_payout, draw(rng, PAYOUT_PARTNER, n))
-    partner_class = np.select(
-        [
-            (receive > 50_000) & np.isin(partner, BULK_ABOVE_50K),
-            np.isin(partner, BULK_PARTNERS),
-            partner == "VANCE_RDA",
-            ~pd.isna(partner),
-        ],
-        ["bulk_vda_partner", "bulk_vda_partner", "rda_partner", "vda_api_partner"],
-        default=None,
-    ).astype(object)
     has_rfi = rng.random(n) < 0.18
     rfi_created = created + (rng.uniform(0.02, 0.9, n) * hours * 3600e6).astype("int64").astype("timedelta64[us]")
     rfi_modified = np.minimum(
@@ -274,7 +246,6 @@ def synthetic_extract(n: int, rng: np.random.Generator, as_of: datetime) -> pd.D
         "has_payout": has_payout,
         "payout_status": present_where(has_payout, draw(rng, PAYOUT_STATUS, n)),
         "payout_partner": partner,
-        "partner_class": partner_class,
         "has_rfi": has_rfi,
         "rfi_status": present_where(has_rfi, draw(rng, RFI_STATUS, n)),
         "rfi_type": present_where(has_rfi, draw(rng, RFI_TYPE, n)),
@@ -285,6 +256,7 @@ def synthetic_extract(n: int, rng: np.random.Generator, as_of: datetime) -> pd.D
         "has_trm": has_trm,
         "trm_seconds": np.where(has_trm, rng.uniform(60.0, 1800.0, n).round(), np.nan),
         "rda_status": present_where(rda, draw(rng, RDA_STATUS, n)),
+        **{flag: (rng.random(n) < APPROX_SHARE.get(flag, 0.0)).astype("int32") for flag in APPROX_FLAGS},
     }, columns=EXTRACT_COLUMNS)
     # The SQL extract is ordered by order_id.
     return extract.sort_values("order_id", ignore_index=True)
@@ -293,6 +265,8 @@ def synthetic_extract(n: int, rng: np.random.Generator, as_of: datetime) -> pd.D
 def synthetic_assignments(order_ids: np.ndarray, rng: np.random.Generator, rows: int = 500) -> pd.DataFrame:
     """An Assignments tab as the sheet returns it (all text): half the tickets for candidates in
     the snapshot, half for older orders; mostly resolved, agent e-mails in mixed case."""
+    from ecm_pipeline.demo import AGENTS
+
     in_snapshot = rng.random(rows) < 0.5
     known = rng.choice(order_ids, size=rows) if len(order_ids) else np.full(rows, "AE0000000000", dtype=object)
     order = np.where(in_snapshot, known, ids("UK", rng.integers(0, 10_000_000, rows), 10))
@@ -313,155 +287,197 @@ def synthetic_assignments(order_ids: np.ndarray, rng: np.random.Generator, rows:
         "Diagnosis": "stuck_at_lulu",
         "Notes": "",
         "Triage Run": "manual",
-    }, columns=ASSIGNMENT_COLUMNS).astype(str)
+    }, columns=list(ASSIGNMENT_COLUMNS)).astype(str)
 
 
 def agents_tab() -> pd.DataFrame:
     """The demo Agents tab: 7 agents (one inactive, one test account, one blank Max Tickets)."""
-    return pd.DataFrame(AGENTS, columns=AGENT_COLUMNS).astype(str)
+    from ecm_pipeline.demo import AGENTS
+
+    return pd.DataFrame(AGENTS, columns=list(AGENT_COLUMNS)).astype(str)
 
 
-# --- domain benchmark ------------------------------------------------------------------------------
-
-
-@dataclass
-class Stage:
-    name: str
-    rows_in: int = 0
-    rows_out: int = 0
-    seconds: float = 0.0
-    steps: dict[str, float] = field(default_factory=dict)  # sub-step -> seconds
-    traced_peak: int = 0  # tracemalloc peak above the stage's starting allocation
-    traced_top: int = 0   # tracemalloc peak during the stage, absolute
-    note: str = ""
-
-
-def timed(stage: Stage, step: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def build_inputs(directory: Path, n: int, seed: int) -> dict[str, Any]:
+    """What a `--build` process does: the chain's inputs as Parquet files in `directory` (the
+    snapshot, i.e. derive_columns of a synthetic extract; an Assignments tab; the Agents tab), and
+    facts about them."""
+    settings = load_settings()
+    rng = np.random.default_rng(seed)
     start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    elapsed = time.perf_counter() - start
-    stage.steps[step] = stage.steps.get(step, 0.0) + elapsed
-    stage.seconds += elapsed
-    return result
-
-
-def run_domain(snapshot: pd.DataFrame, assignments: pd.DataFrame, agents: pd.DataFrame, settings: Settings,
-               traced: bool) -> tuple[list[Stage], dict[str, Any]]:
-    """One pass of the four stages, chained as the assets chain them."""
-    as_of = pd.Timestamp(AS_OF)
-    stages = [Stage("classification"), Stage("qualification"), Stage("scoring"), Stage("assignment")]
-    classification, qualification, scoring, assignment = stages
-    facts: dict[str, Any] = {}
-
-    def begin() -> int:
-        if traced:
-            tracemalloc.reset_peak()
-            return tracemalloc.get_traced_memory()[0]
-        return 0
-
-    def end(stage: Stage, base: int) -> None:
-        if traced:
-            stage.traced_top = tracemalloc.get_traced_memory()[1]
-            stage.traced_peak = stage.traced_top - base
-
-    base = begin()
-    classification.rows_in = len(snapshot)
-    classified = timed(classification, "classify", classify, snapshot)
-    classified = timed(classification, "attach_catalogue", attach_catalogue, classified)
-    classification.rows_out = len(classified)
-    end(classification, base)
-    facts["rules_fired"] = classified["rule_id"].nunique()
-    facts["uncategorized"] = int((classified["stuck_reason"] == "uncategorized").sum())
-
-    base = begin()
-    qualification.rows_in = len(classified)
-    qualified, disqualified = timed(qualification, "qualify", qualify, classified, settings.qualification)
-    qualified = timed(qualification, "flag_already_assigned", flag_already_assigned, qualified, assignments)
-    qualification.rows_out = len(qualified)
-    already = int(qualified["already_assigned"].sum())
-    qualification.note = f"{len(disqualified):,} disqualified, {already} already assigned"
-    end(qualification, base)
-    facts["disqualified"] = disqualified["disqualification_code"].value_counts().to_dict()
-
-    base = begin()
-    scoring.rows_in = len(qualified)
-    scored = timed(scoring, "score", score, qualified, as_of, settings.scoring)
-    scoring.rows_out = len(scored)
-    end(scoring, base)
-    facts["priorities"] = scored["priority"].value_counts().sort_index().to_dict()
-
-    base = begin()
-    assignment.rows_in = len(scored)
-    roster, problems = timed(assignment, "parse_roster", parse_roster, agents, settings.assignment)
-    plan = timed(assignment, "plan_assignments", plan_assignments, scored, roster, assignments,
-                 settings.assignment, triage_run=TRIAGE_RUN, assigned_at=ASSIGNED_AT)
-    assignment.rows_out = len(plan.new_rows)
-    assignment.note = (f"{len(plan.overflow):,} overflow, {plan.monitored:,} monitor only, "
-                       f"{len(roster)} agents, {len(problems)} roster problems")
-    end(assignment, base)
-    return stages, facts
-
-
-def domain_benchmark(args: argparse.Namespace, settings: Settings) -> None:
-    print(f"\n== domain stages on {args.orders:,} synthetic candidate orders")
-    rng = np.random.default_rng(args.seed)
-    start = time.perf_counter()
-    extract = synthetic_extract(args.orders, rng, AS_OF)
+    extract = synthetic_extract(n, rng, AS_OF)
     built = time.perf_counter() - start
     start = time.perf_counter()
     snapshot = derive_columns(extract, AS_OF, settings)
     derived = time.perf_counter() - start
     del extract
     assignments = synthetic_assignments(snapshot["order_id"].to_numpy(dtype=object), rng)
-    agents = agents_tab()
-    columns = "same columns as derive_columns output" if list(snapshot.columns) == SNAPSHOT_COLUMNS else (
-        f"COLUMN MISMATCH: {list(snapshot.columns)}")
-    print(f"synthetic extract built in {built:.2f} s; snapshot.derive_columns {derived:.2f} s")
-    print(f"snapshot: {len(snapshot):,} rows x {snapshot.shape[1]} columns "
-          f"({columns}), "
-          f"{mib(snapshot.memory_usage(deep=True).sum())} in memory")
-    print(f"assignments tab: {len(assignments)} rows; agents tab: {len(agents)} rows")
+    inputs = {"snapshot": snapshot, "assignments": assignments, "agents": agents_tab()}
+    start = time.perf_counter()
+    for name in INPUT_FILES:
+        write_frame(inputs[name], directory / f"{name}.parquet")
+    return {
+        "extract_seconds": built, "derive_seconds": derived, "parquet_seconds": time.perf_counter() - start,
+        "parquet_bytes": sum((directory / f"{name}.parquet").stat().st_size for name in INPUT_FILES),
+        "rows": len(snapshot), "columns": list(snapshot.columns),
+        "assignments_rows": len(inputs["assignments"]), "agents_rows": len(inputs["agents"]),
+    }
 
-    gc.collect()
-    stages, facts = run_domain(snapshot, assignments, agents, settings, traced=False)
-    gc.collect()
-    tracemalloc.start()
-    traced_stages, _ = run_domain(snapshot, assignments, agents, settings, traced=True)
-    tracemalloc.stop()
-    chain_peak = max(s.traced_top for s in traced_stages)  # tracing started with the chain: base 0
-    for stage, traced in zip(stages, traced_stages, strict=True):
-        stage.traced_peak = traced.traced_peak
 
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """As the lake writes a partition (`LakeResource.write`)."""
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), str(path))
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """As the lake reads a partition (`LakeResource.read`)."""
+    return pq.read_table(str(path)).to_pandas()
+
+
+# --- the chain, in a fresh process -----------------------------------------------------------------
+
+
+def run_chain(directory: Path) -> dict[str, Any]:
+    """What a `--chain` process does: read the inputs in `directory` as the lake reads them, then run
+    the chain once, stage by stage as the assets chain them, keeping every stage's output (a
+    pessimistic figure: the assets run in separate steps). Returns the figures as plain data."""
+    settings = load_settings()
+    load_rules()  # read the rule table and the catalogue once (cached), outside the timings
+    load_catalogue()
+    rss_imports = peak_rss_bytes()
+    snapshot, assignments, agents = (read_frame(directory / f"{name}.parquet") for name in INPUT_FILES)
+    gc.collect()
+    as_of = pd.Timestamp(AS_OF)
+    out: dict[str, Any] = {"rss_imports": rss_imports, "rss_inputs": peak_rss_bytes(),
+                           "snapshot_bytes": int(snapshot.memory_usage(deep=True).sum()),
+                           "stages": {name: {"steps": {}, "seconds": 0.0, "cpu": 0.0} for name in STAGES}}
+    stages = out["stages"]
+
+    def step(stage: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fn(*args, **kwargs)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        stages[stage]["steps"][name] = wall
+        stages[stage]["seconds"] += wall
+        stages[stage]["cpu"] += cpu
+        return result
+
+    def done(stage: str, rows_in: int, rows_out: int) -> None:
+        stages[stage].update(rows_in=rows_in, rows_out=rows_out, rss=peak_rss_bytes())
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    classified = step("classification", "classify", classify, snapshot)
+    classified = step("classification", "attach_catalogue", attach_catalogue, classified)
+    done("classification", len(snapshot), len(classified))
+    qualified, disqualified = step("qualification", "qualify", qualify, classified, settings.qualification)
+    qualified = step("qualification", "flag_already_assigned", flag_already_assigned, qualified, assignments, as_of)
+    done("qualification", len(classified), len(qualified))
+    scored = step("scoring", "score", score, qualified, as_of, settings.scoring)
+    done("scoring", len(qualified), len(scored))
+    roster, problems = step("assignment", "parse_roster", parse_roster, agents, settings.assignment)
+    plan = step("assignment", "plan_assignments", plan_assignments, scored, roster, assignments,
+                settings.assignment, triage_run=TRIAGE_RUN, assigned_at=ASSIGNED_AT)
+    done("assignment", len(scored), len(plan.new_rows))
+    out["seconds"], out["cpu"] = time.perf_counter() - wall, time.process_time() - cpu
+    out["rss_peak"] = peak_rss_bytes()
+    out["vm_hwm"] = own_peak_rss_bytes()
+    out["arrow_pool_peak"] = pa.default_memory_pool().max_memory()
+
+    out["facts"] = {
+        "rules_fired": int(classified["rule_id"].nunique()),
+        "uncategorized": int((classified["stuck_reason"] == "uncategorized").sum()),
+        "disqualified": {k: int(v) for k, v in disqualified["disqualification_code"].value_counts().items()},
+        "already_assigned": int(qualified["already_assigned"].sum()),
+        "priorities": {k: int(v) for k, v in scored["priority"].value_counts().sort_index().items()},
+        "assignment": f"{len(plan.new_rows)} assigned, {len(plan.overflow):,} overflow, {plan.monitored:,} monitor "
+                      f"only, {len(roster)} agents, {len(problems)} roster problems",
+    }
+    return out
+
+
+def child_process(*options: str) -> dict[str, Any]:
+    """Run this script with internal `options` in a fresh Python process; its figures (JSON).
+
+    This process stays small (imports only) until the chain has run: a child's `ru_maxrss` starts
+    from its parent's peak RSS (exec keeps the old address space's high-water mark), so building
+    the synthetic data here would be counted in every chain run."""
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *options],
+                          capture_output=True, text=True, check=False)
+    results = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if done.returncode != 0 or not results:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"{Path(__file__).name} {' '.join(options)} failed (exit status {done.returncode})")
+    return json.loads(results[-1].removeprefix(RESULT_PREFIX))
+
+
+def gb(n_bytes: float) -> str:
+    return f"{mib(n_bytes)} ({n_bytes / 1e9:.2f} GB)"
+
+
+def chain_benchmark(args: argparse.Namespace) -> None:
+    print(f"\n== domain chain on {args.orders:,} synthetic candidate orders, {args.runs} fresh process(es)")
+    with tempfile.TemporaryDirectory(prefix="ecm-bench-chain-") as tmp:
+        built = child_process("--build", tmp, "--orders", str(args.orders), "--seed", str(args.seed))
+        columns = "the SNAPSHOT_COLUMNS contract" if tuple(built["columns"]) == SNAPSHOT_COLUMNS else (
+            f"COLUMN MISMATCH: {built['columns']}")
+        print(f"inputs built in another process: synthetic extract {built['extract_seconds']:.2f} s, "
+              f"snapshot.derive_columns {built['derive_seconds']:.2f} s, Parquet {built['parquet_seconds']:.2f} s "
+              f"({mib(built['parquet_bytes'])})")
+        print(f"snapshot: {built['rows']:,} rows x {len(built['columns'])} columns ({columns}); "
+              f"assignments tab {built['assignments_rows']} rows; agents tab {built['agents_rows']} rows")
+        runs = []
+        for _ in range(args.runs):
+            runs.append(child_process("--chain", tmp))
+            print(f"  run {len(runs)}: chain {runs[-1]['seconds']:.3f} s (CPU {runs[-1]['cpu']:.3f} s), "
+                  f"peak RSS {mib(runs[-1]['rss_peak'])}; load average {load_average()}", flush=True)
+
+    first = runs[0]
+    print(f"\nsnapshot in memory {mib(first['snapshot_bytes'])}; peak RSS of a chain process after its imports "
+          f"{mib(max(r['rss_imports'] for r in runs))}, once the inputs are loaded "
+          f"{mib(max(r['rss_inputs'] for r in runs))}")
+    headers = ["stage", "rows in", "rows out", *[f"run {i + 1} s" for i in range(len(runs))], "min s",
+               "peak RSS after"]
+    rows = [[name, f"{first['stages'][name]['rows_in']:,}", f"{first['stages'][name]['rows_out']:,}",
+             *[f"{r['stages'][name]['seconds']:.3f}" for r in runs],
+             f"{min(r['stages'][name]['seconds'] for r in runs):.3f}",
+             mib(max(r['stages'][name]['rss'] for r in runs))] for name in STAGES]
+    rows.append(["chain", f"{first['stages'][STAGES[0]]['rows_in']:,}", f"{first['stages'][STAGES[-1]]['rows_out']:,}",
+                 *[f"{r['seconds']:.3f}" for r in runs], f"{min(r['seconds'] for r in runs):.3f}",
+                 mib(max(r['rss_peak'] for r in runs))])
     print()
-    print_table(
-        ["stage", "rows in", "rows out", "seconds", "tracemalloc peak"],
-        [[s.name, f"{s.rows_in:,}", f"{s.rows_out:,}", f"{s.seconds:.3f}", mib(s.traced_peak)] for s in stages]
-        + [["total", f"{stages[0].rows_in:,}", f"{stages[-1].rows_out:,}", f"{sum(s.seconds for s in stages):.3f}",
-            mib(chain_peak)]],
-    )
+    print_table(headers, rows)
     print()
-    for s in stages:
-        steps = ", ".join(f"{name} {secs:.3f} s" for name, secs in s.steps.items())
-        print(f"{s.name:<15} {steps}" + (f"  [{s.note}]" if s.note else ""))
+    fastest = min(runs, key=lambda r: r["seconds"])
+    for name in STAGES:
+        steps = ", ".join(f"{step} {secs:.3f} s" for step, secs in fastest["stages"][name]["steps"].items())
+        print(f"{name:<15} {steps}")
+    facts = first["facts"]
     print(f"rules fired: {facts['rules_fired']} of {len(load_rules())}; uncategorized: {facts['uncategorized']:,}")
     print("disqualified per code: " + ", ".join(f"{k} {v:,}" for k, v in facts["disqualified"].items()))
-    print("qualified per priority: " + ", ".join(f"{k} {v:,}" for k, v in facts["priorities"].items()))
-    print(f"memory: tracemalloc peak of the whole chain {mib(chain_peak)} "
-          "(stage peaks are above what the stage started with; Arrow buffers not included); "
-          f"Arrow pool peak {mib(pa.default_memory_pool().max_memory())}; "
-          f"process peak RSS so far {mib(peak_rss_bytes())}")
+    print(f"already assigned: {facts['already_assigned']}; qualified per priority: "
+          + ", ".join(f"{k} {v:,}" for k, v in facts["priorities"].items()))
+    print(f"assignment: {facts['assignment']}")
+    seconds = [r["seconds"] for r in runs]
+    print(f"\nchain (classify + qualify + score + assign): min {min(seconds):.3f} s, median "
+          f"{statistics.median(seconds):.3f} s, CPU {min(r['cpu'] for r in runs):.3f} s (min); process peak RSS "
+          f"max {gb(max(r['rss_peak'] for r in runs))} (VmHWM {mib(max(r['vm_hwm'] or 0 for r in runs))}); "
+          f"Arrow pool peak {mib(max(r['arrow_pool_peak'] for r in runs))}")
 
 
 # --- SQL benchmark ---------------------------------------------------------------------------------
 
 
 def timed_snapshot(warehouse: WarehouseResource, settings: Settings) -> tuple[float, Snapshot]:
+    from ecm_pipeline.snapshot import take_snapshot
+
     start = time.perf_counter()
-    snap = take_snapshot(warehouse, AS_OF, settings, live=False)
+    snap = take_snapshot(warehouse, AS_OF, settings)
     return time.perf_counter() - start, snap
 
 
 def sql_benchmark(args: argparse.Namespace, settings: Settings) -> None:
+    from ecm_pipeline.demo import generate_tables, write_warehouse
+    from ecm_pipeline.resources.warehouse import WarehouseResource
+
     print(f"\n== snapshot SQL on a demo warehouse at scale {args.scale:g}")
     with tempfile.TemporaryDirectory(prefix="ecm-bench-") as tmp:
         path = Path(tmp) / "warehouse.duckdb"
@@ -493,19 +509,31 @@ def sql_benchmark(args: argparse.Namespace, settings: Settings) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000, help="synthetic candidate orders (default 1,000,000)")
+    parser.add_argument("--runs", type=int, default=RUNS,
+                        help=f"runs of the chain, each in a fresh process (default {RUNS})")
     parser.add_argument("--scale", type=float, default=10, help="demo warehouse volume multiplier (default 10)")
     parser.add_argument("--skip-sql", action="store_true", help="skip the warehouse generation and snapshot SQL")
     parser.add_argument("--seed", type=int, default=SEED, help="RNG seed of the synthetic snapshot (default 7)")
+    # Internal: what the child processes do (build the inputs; run the chain once).
+    parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--chain", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build is not None:
+        print(RESULT_PREFIX + json.dumps(build_inputs(args.build, args.orders, args.seed)))
+        return
+    if args.chain is not None:
+        print(RESULT_PREFIX + json.dumps(run_chain(args.chain)))
+        return
+    if args.orders < 1 or args.runs < 1:
+        parser.error("--orders and --runs must be at least 1")
 
-    settings = load_settings()
-    load_rules()  # read the rule table and the catalogue once (cached), outside the timings
-    load_catalogue()
     print_header(args)
-    domain_benchmark(args, settings)
+    chain_benchmark(args)
     if not args.skip_sql:
-        sql_benchmark(args, settings)
-    print(f"\nprocess peak RSS {mib(peak_rss_bytes())}")
+        sql_benchmark(args, load_settings())
+    print(f"\nload average at the end  {load_average()}")
+    print(f"this process ({'the report only' if args.skip_sql else 'the report, warehouse and snapshot SQL'}): "
+          f"peak RSS {mib(peak_rss_bytes())}")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 import pandas as pd
 
-from ecm_pipeline.domain import summary
 from ecm_pipeline.settings import Settings
 
 _TYPES = {"b": "bool", "i": "int", "u": "int", "f": "float", "M": "timestamp"}
@@ -33,22 +34,56 @@ def partition_metadata(frame: pd.DataFrame, uri: str) -> dict:
     return {"dagster/partition_row_count": len(frame), "dagster/uri": dg.MetadataValue.url(uri)}
 
 
-def backlog_numbers(frame: pd.DataFrame, settings: Settings) -> dict:
+def stacked_columns(frames: Mapping[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """The given columns of every partition's frame, one frame with a `partition_key` column."""
+    parts = [f[columns].assign(partition_key=k) for k, f in frames.items() if len(f)]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*columns, "partition_key"]})
+    return pd.concat(parts, ignore_index=True)
+
+
+def counts_per_partition(frames: Mapping[str, pd.DataFrame], column: str, blank: str | None = None,
+                         ) -> dict[str, dict[str, int]]:
+    """`summary.counts` of one column for every partition, with one group-by for all of them."""
+    rows = stacked_columns(frames, [column])
+    if blank is not None:
+        rows[column] = rows[column].fillna(blank)
+    sizes = rows.groupby(["partition_key", column], observed=True).size()
+    out: dict[str, dict[str, int]] = {k: {} for k in frames}
+    for (key, value), n in sizes.sort_values(ascending=False, kind="stable").items():
+        out[key][str(value)] = int(n)
+    return out
+
+
+def backlog_numbers(frames: Mapping[str, pd.DataFrame], settings: Settings) -> dict[str, dict]:
     """What a data engineer follows per tick, as plottable numbers: backlog size, value at risk in AED,
-    orders per currency and per severity, hours stuck."""
-    hours = frame["hours_stuck"] if len(frame) else pd.Series(dtype=float)
-    numbers: dict = {
-        "backlog_count": len(frame),
-        "value_at_risk_aed": float(round(frame["amount_aed"].sum(), 2)) if len(frame) else 0.0,
-        "median_hours_stuck": float(round(hours.median(), 2)) if len(hours) else 0.0,
-        "max_hours_stuck": float(round(hours.max(), 2)) if len(hours) else 0.0,
-    }
-    currencies = summary.counts(frame, "currency")
-    for currency in settings.snapshot.currencies:
-        numbers[f"orders_{currency.lower()}"] = currencies.get(currency, 0)
-    categories = summary.counts(frame, "category")
-    for name in ("critical", "action_required", "warning"):
-        numbers[f"orders_{name}"] = categories.get(name, 0)
-    numbers["currency_mix"] = dg.MetadataValue.json(summary.currency_mix(frame))
-    numbers["value_at_risk"] = dg.MetadataValue.json(summary.value_at_risk(frame))
-    return numbers
+    orders per currency and per severity, hours stuck. Computed for every partition at once."""
+    rows = stacked_columns(frames, ["currency", "category", "send_amount", "amount_aed", "hours_stuck"])
+    grouped = rows.groupby("partition_key")
+    value = grouped["amount_aed"].sum().round(2)
+    median, longest = grouped["hours_stuck"].median().round(2), grouped["hours_stuck"].max().round(2)
+    currencies = counts_per_partition(frames, "currency")
+    categories = counts_per_partition(frames, "category")
+    at_risk: dict[str, dict[str, float]] = {}
+    for (key, currency), amount in rows.groupby(["partition_key", "currency"])["send_amount"].sum().round(2).items():
+        at_risk.setdefault(key, {})[str(currency)] = float(amount)
+    out = {}
+    for key, frame in frames.items():
+        total = len(frame)
+        numbers: dict = {
+            "backlog_count": total,
+            "value_at_risk_aed": float(value.get(key, 0.0)),
+            "median_hours_stuck": float(median.get(key, 0.0)),
+            "max_hours_stuck": float(longest.get(key, 0.0)),
+        }
+        mine = currencies[key]
+        for currency in settings.snapshot.currencies:
+            numbers[f"orders_{currency.lower()}"] = mine.get(currency, 0)
+        for name in ("critical", "action_required", "warning"):
+            numbers[f"orders_{name}"] = categories[key].get(name, 0)
+        numbers["currency_mix"] = dg.MetadataValue.json(
+            {cur: {"orders": n, "share": round(n / total, 4)} for cur, n in mine.items()})
+        numbers["value_at_risk"] = dg.MetadataValue.json(
+            {**at_risk.get(key, {}), "AED_equivalent": numbers["value_at_risk_aed"]})
+        out[key] = numbers
+    return out

@@ -7,7 +7,7 @@ the ticks, so a backfill of a month reads each table once."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Protocol
@@ -41,6 +41,7 @@ class Snapshot:
     candidates: pd.DataFrame        # the SPEC §4 contract, one row per order
     excluded: pd.DataFrame          # rows in the window left out for a reason that must be reported
     note: str = ""                  # what makes the whole snapshot approximate, if anything
+    approximate_field_counts: dict[str, int] = field(default_factory=dict)   # field -> orders
 
     @property
     def approximate_orders(self) -> int:
@@ -55,9 +56,7 @@ class Snapshot:
         """Why the snapshot is approximate, field by field; '' when exact."""
         parts = [self.note] if self.note else []
         if self.approximate_orders:
-            fields = self.candidates["approximate_fields"].str.split(",").explode()
-            counts = fields[fields != ""].value_counts()
-            detail = ", ".join(f"{field} ({n})" for field, n in counts.items())
+            detail = ", ".join(f"{name} ({n})" for name, n in self.approximate_field_counts.items())
             parts.append(f"{self.approximate_orders} of {len(self.candidates)} orders have fields the warehouse "
                          f"only knows as changed after the tick: {detail}")
         return "; ".join(parts)
@@ -107,16 +106,44 @@ def take_snapshots(warehouse: Warehouse, ticks: Sequence[datetime], settings: Se
     excluded = rows.loc[rows["scope"] != "candidate", ["as_of", *[c for c in EXCLUDED_COLUMNS if c != "exclusion"]]]
     excluded.insert(2, "exclusion", rows.loc[rows["scope"] != "candidate", "scope"].to_numpy())
     now = datetime.now(UTC).replace(tzinfo=None)
+    # The query returns rows ordered by tick: each tick's rows are one slice, not a scan per tick.
+    stamps = [pd.Timestamp(t) for t in ticks]
+    mine = _slices(derived.drop(columns=["as_of"]), derived["as_of"], stamps)
+    left_out = _slices(excluded.drop(columns=["as_of"])[list(EXCLUDED_COLUMNS)], excluded["as_of"], stamps)
+    fields = derived.loc[derived["approximate_fields"] != "", ["as_of", "approximate_fields"]]
+    fields = fields.assign(field=fields["approximate_fields"].str.split(",")).explode("field")
+    field_counts: dict[pd.Timestamp, dict[str, int]] = {}
+    sizes = fields.groupby(["as_of", "field"]).size().sort_values(ascending=False, kind="stable")
+    for (stamp, name), n in sizes.items():
+        field_counts.setdefault(stamp, {})[str(name)] = int(n)
     out = {}
-    for tick in ticks:
-        stamp = pd.Timestamp(tick)
-        mine = derived[derived["as_of"] == stamp].drop(columns=["as_of"]).reset_index(drop=True)
-        left_out = excluded[excluded["as_of"] == stamp].drop(columns=["as_of"]).reset_index(drop=True)
+    for tick, stamp in zip(ticks, stamps, strict=True):
         note = "" if has_history or now - tick <= LIVE_TOLERANCE else NO_HISTORY_NOTE
-        out[tick] = Snapshot(tick, mine, left_out[list(EXCLUDED_COLUMNS)], note)
+        out[tick] = Snapshot(tick, mine[stamp], left_out[stamp], note, field_counts.get(stamp, {}))
     return out
+
+
+def _slices(frame: pd.DataFrame, as_of: pd.Series, stamps: list[pd.Timestamp]) -> dict[pd.Timestamp, pd.DataFrame]:
+    """`frame` split by its (sorted) `as_of` column into one frame per tick, empty ones included."""
+    if not as_of.is_monotonic_increasing:
+        order = as_of.argsort(kind="stable")
+        frame, as_of = frame.iloc[order], as_of.iloc[order]
+    values = as_of.to_numpy()
+    bounds = {s: (values.searchsorted(s.to_datetime64(), "left"), values.searchsorted(s.to_datetime64(), "right"))
+              for s in stamps}
+    return {s: frame.iloc[lo:hi].reset_index(drop=True) for s, (lo, hi) in bounds.items()}
 
 
 def take_snapshot(warehouse: Warehouse, as_of: datetime, settings: Settings) -> Snapshot:
     return take_snapshots(warehouse, [as_of], settings)[as_of]
 
+
+
+def data_span(warehouse: Warehouse) -> tuple[datetime, datetime] | None:
+    """When the warehouse's orders begin and its newest order change (naive UTC), or None if it holds
+    no order: what a backfill can describe."""
+    row = warehouse.query("SELECT MIN(created_at) AS first_order, MAX(updated_at) AS newest_change "
+                          "FROM orders_goms").iloc[0]
+    if pd.isna(row["first_order"]):
+        return None
+    return pd.Timestamp(row["first_order"]).to_pydatetime(), pd.Timestamp(row["newest_change"]).to_pydatetime()

@@ -18,7 +18,7 @@ from ecm_pipeline.domain.announcements import ANNOUNCED, PENDING, carried_over, 
 from ecm_pipeline.domain.assignment import plan_assignments, triage_outcome
 from ecm_pipeline.domain.briefing import briefing_messages, thread_orders, triage_figures
 from ecm_pipeline.domain.classification import attach_catalogue, classify
-from ecm_pipeline.domain.gate_frames import stacked
+from ecm_pipeline.domain.gate_frames import stacked, unstacked
 from ecm_pipeline.domain.qualification import auto_cancel_warning, flag_already_assigned, qualify
 from ecm_pipeline.domain.roster import parse_roster
 from ecm_pipeline.domain.scoring import score
@@ -30,7 +30,14 @@ from ecm_pipeline.domain.tickets import (
     pipeline_copies,
 )
 from ecm_pipeline.gates import read_checked
-from ecm_pipeline.metadata import backlog_numbers, column_schema, md_list, partition_metadata
+from ecm_pipeline.metadata import (
+    backlog_numbers,
+    column_schema,
+    counts_per_partition,
+    md_list,
+    partition_metadata,
+    stacked_columns,
+)
 from ecm_pipeline.partitions import TIMEZONE, as_of_utc, tick_of, triage_partitions
 from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStore, AssignmentStoreResource
@@ -60,6 +67,42 @@ def _skip_all(context: dg.AssetExecutionContext, assets: list[str], reason: str)
     return [dg.MaterializeResult(asset_key=a, metadata={"skipped": True, "skipped_reason": reason}) for a in assets]
 
 
+def _where(keys: list[str], ticks: int) -> str:
+    """How a log line names the ticks it is about: the tick, or how many of the run's ticks."""
+    return keys[0] if len(keys) == 1 else f"{ticks} of {len(keys)} ticks"
+
+
+def _log_exclusions(context: dg.AssetExecutionContext, by_key: dict) -> None:
+    """One warning per kind of exclusion for the whole run (not one per tick: a backfill of months
+    would bury the log and write an event per line)."""
+    keys = list(by_key)
+    excluded = pd.concat([s.excluded.assign(tick=k) for k, s in by_key.items()], ignore_index=True)
+    for kind, rows in excluded.groupby("exclusion"):
+        by_value = rows.groupby(rows["sub_state" if kind == "unknown_sub_state" else "currency"].fillna("(blank)"))
+        detail = "; ".join(f"{value}: {g['order_id'].nunique()} ({', '.join(g['order_id'].drop_duplicates().head(5))})"
+                           for value, g in by_value)
+        context.log.warning(f"{_where(keys, rows['tick'].nunique())}: {rows['order_id'].nunique()} orders left out "
+                            f"of the triage as {kind} — {detail}")
+    approximate = [k for k, s in by_key.items() if s.mode == "approximate"]
+    if approximate:
+        context.log.info(f"{_where(keys, len(approximate))}: snapshot approximate — "
+                         f"{approximate[-1]}: {by_key[approximate[-1]].reason()}")
+
+
+def _log_quarantine(context: dg.AssetExecutionContext, disqualified: dict[str, pd.DataFrame], settings) -> None:
+    """The orders set aside as unusable, and the auto-cancel alarm, once for the run."""
+    keys = list(disqualified)
+    frames = pd.concat([d.assign(tick=k) for k, d in disqualified.items()], ignore_index=True)
+    quarantined = frames[frames["disqualification_code"] == "invalid_amount"].drop_duplicates("order_id", keep="last")
+    for row in quarantined.head(50).itertuples():
+        context.log.warning(f"{row.tick}: quarantined (not triaged): {row.order_id}: {row.disqualification_reason}")
+    alarms = {k: w for k, d in disqualified.items() if (w := auto_cancel_warning(d, settings.qualification))}
+    if alarms:
+        last = list(alarms)[-1]
+        context.log.warning(f"{_where(keys, len(alarms))}: {alarms[last]}" if len(keys) == 1 else
+                            f"{_where(keys, len(alarms))}: auto-cancel may be broken (at {last}: {alarms[last]})")
+
+
 # --- stuck_orders -------------------------------------------------------------------------------
 
 @dg.multi_asset(
@@ -85,35 +128,34 @@ def snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource, la
     versions = lake.write("stuck_orders", {k: s.candidates for k, s in by_key.items()}, run_id=run_id)
     lake.write("excluded_orders", {k: s.excluded for k, s in by_key.items()}, run_id=run_id,
                lineage={k: {"stuck_orders": v} for k, v in versions.items()})
+    _log_exclusions(context, by_key)
+    numbers = backlog_numbers({k: s.candidates for k, s in by_key.items()}, settings)
+    excluded = {k: s.excluded for k, s in by_key.items()}
+    kinds = counts_per_partition(excluded, "exclusion")
+    sub_states = counts_per_partition(
+        {k: e[e["exclusion"] == "unknown_sub_state"] for k, e in excluded.items()}, "sub_state", blank="(blank)")
+    currencies = counts_per_partition(
+        {k: e[e["exclusion"] == "out_of_scope_currency"] for k, e in excluded.items()}, "currency", blank="(blank)")
     for key, snap in by_key.items():
-        for kind, rows in snap.excluded.groupby("exclusion"):
-            by_value = rows.groupby(rows["sub_state" if kind == "unknown_sub_state" else "currency"].fillna("(blank)"))
-            detail = "; ".join(f"{value}: {len(g)} ({', '.join(g['order_id'].head(5))})" for value, g in by_value)
-            context.log.warning(f"{key}: {len(rows)} orders left out of the triage as {kind} — {detail}")
-        if snap.mode == "approximate":
-            context.log.info(f"{key}: snapshot approximate — {snap.reason()}")
-        excluded = snap.excluded
         context.add_asset_metadata({
             **partition_metadata(snap.candidates, lake.uri("stuck_orders", key)),
-            **backlog_numbers(snap.candidates, settings),
+            **numbers[key],
             "as_of_utc": snap.as_of.isoformat(),
             "snapshot_mode": snap.mode,
             "snapshot_reason": snap.reason() or "every field of every order is known as of the tick",
             "approximate_orders": snap.approximate_orders,
             "lake_version": versions[key],
-            "dagster/column_schema": column_schema(snap.candidates),
-            "preview": dg.MetadataValue.md(summary.preview(
-                snap.candidates, ["order_id", "currency", "send_amount", "status", "sub_state", "hours_stuck"])),
+            **({"dagster/column_schema": column_schema(snap.candidates),
+                "preview": dg.MetadataValue.md(summary.preview(
+                    snap.candidates, ["order_id", "currency", "send_amount", "status", "sub_state", "hours_stuck"]))}
+               if key == keys[-1] else {}),
         }, asset_key="stuck_orders", partition_key=key)
         context.add_asset_metadata({
-            **partition_metadata(excluded, lake.uri("excluded_orders", key)),
-            "unknown_sub_state_orders": int((excluded["exclusion"] == "unknown_sub_state").sum()),
-            "out_of_scope_currency_orders": int((excluded["exclusion"] == "out_of_scope_currency").sum()),
-            "unknown_sub_states_seen": dg.MetadataValue.json(summary.counts(
-                excluded[excluded["exclusion"] == "unknown_sub_state"].fillna({"sub_state": "(blank)"}), "sub_state")),
-            "out_of_scope_currencies": dg.MetadataValue.json(summary.counts(
-                excluded[excluded["exclusion"] == "out_of_scope_currency"].fillna({"currency": "(blank)"}),
-                "currency")),
+            **partition_metadata(excluded[key], lake.uri("excluded_orders", key)),
+            "unknown_sub_state_orders": kinds[key].get("unknown_sub_state", 0),
+            "out_of_scope_currency_orders": kinds[key].get("out_of_scope_currency", 0),
+            "unknown_sub_states_seen": dg.MetadataValue.json(sub_states[key]),
+            "out_of_scope_currencies": dg.MetadataValue.json(currencies[key]),
         }, asset_key="excluded_orders", partition_key=key)
     yield dg.MaterializeResult(asset_key="stuck_orders")
     yield dg.MaterializeResult(asset_key="excluded_orders")
@@ -142,46 +184,43 @@ def qualification(context: dg.AssetExecutionContext, lake: LakeResource, sheet: 
     tickets = sheet.store().read_tab("Assignments")
     classified = attach_catalogue(classify(stacked({k: f.frame for k, f in inputs.items()})))
     qualified_all, disqualified_all = qualify(classified, settings.qualification)
-    qualified, disqualified = {}, {}
-    for key in keys:
-        mine = qualified_all[qualified_all["partition_key"] == key].drop(columns="partition_key")
-        # Tickets as they were at the tick, for the live tick too: what a run of the tick writes must
-        # not depend on how far another run of it got (the assignment step flags again, live).
-        qualified[key] = flag_already_assigned(mine, tickets, pd.Timestamp(as_of_utc(key))).reset_index(drop=True)
-        disqualified[key] = (disqualified_all[disqualified_all["partition_key"] == key]
-                             .drop(columns="partition_key").reset_index(drop=True))
+    # Tickets as they were at the tick, for the live tick too: what a run of the tick writes must
+    # not depend on how far another run of it got (the assignment step flags again, live).
+    qualified = {key: flag_already_assigned(mine, tickets, pd.Timestamp(as_of_utc(key))).reset_index(drop=True)
+                 for key, mine in unstacked(qualified_all, keys).items()}
+    disqualified = unstacked(disqualified_all, keys)
     lineage = {k: {"stuck_orders": inputs[k].version} for k in keys}
     run_id = context.run.run_id
     versions = lake.write("qualified_orders", qualified, run_id=run_id, lineage=lineage)
     lake.write("disqualified_orders", disqualified, run_id=run_id, lineage=lineage)
+    _log_quarantine(context, disqualified, settings)
+    numbers = backlog_numbers(qualified, settings)
+    per_reason = counts_per_partition(qualified, "stuck_reason")
+    per_rule = counts_per_partition(qualified, "rule_id", blank="(none)")
+    per_team = counts_per_partition(qualified, "team")
+    per_code = counts_per_partition(disqualified, "disqualification_code")
     for key in keys:
         q, d = qualified[key], disqualified[key]
         quarantined = d[d["disqualification_code"] == "invalid_amount"]
-        notes = [f"{r.order_id}: {r.disqualification_reason}" for r in quarantined.itertuples()]
-        for note in notes:
-            context.log.warning(f"{key}: quarantined (not triaged): {note}")
-        warning = auto_cancel_warning(d, settings.qualification)
-        if warning:
-            context.log.warning(f"{key}: {warning}")
+        notes = (quarantined["order_id"] + ": " + quarantined["disqualification_reason"]).tolist()
         context.add_asset_metadata({
             **partition_metadata(q, lake.uri("qualified_orders", key)),
-            **backlog_numbers(q, settings),
+            **numbers[key],
             "candidates": len(q) + len(d),
             "disqualified": len(d),
-            "excluded": len(lake.read("excluded_orders", key).frame),
             "already_assigned": int(q["already_assigned"].sum()),
             "monitor_only": int(q["no_action"].sum()),
             "quarantined_bad_input": md_list(notes),
-            "auto_cancel_warning": warning or "",
-            "orders_per_reason": dg.MetadataValue.json(summary.counts(q, "stuck_reason")),
-            "orders_per_rule": dg.MetadataValue.json(summary.counts(q.fillna({"rule_id": "(none)"}), "rule_id")),
-            "orders_per_team": dg.MetadataValue.json(summary.counts(q, "team")),
+            "auto_cancel_warning": auto_cancel_warning(d, settings.qualification) or "",
+            "orders_per_reason": dg.MetadataValue.json(per_reason[key]),
+            "orders_per_rule": dg.MetadataValue.json(per_rule[key]),
+            "orders_per_team": dg.MetadataValue.json(per_team[key]),
             "lake_version": versions[key],
-            "preview": dg.MetadataValue.md(summary.preview(q)),
+            **({"preview": dg.MetadataValue.md(summary.preview(q))} if key == keys[-1] else {}),
         }, asset_key="qualified_orders", partition_key=key)
         context.add_asset_metadata({
             **partition_metadata(d, lake.uri("disqualified_orders", key)),
-            "disqualified_per_code": dg.MetadataValue.json(summary.counts(d, "disqualification_code")),
+            "disqualified_per_code": dg.MetadataValue.json(per_code[key]),
         }, asset_key="disqualified_orders", partition_key=key)
     yield dg.MaterializeResult(asset_key="qualified_orders")
     yield dg.MaterializeResult(asset_key="disqualified_orders")
@@ -200,23 +239,26 @@ def scored_orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     frames = stacked({k: f.frame for k, f in inputs.items()},
                      as_of={k: pd.Timestamp(as_of_utc(k)) for k in keys})
     scored_all = score(frames, frames["as_of"], settings.scoring)
-    scored = {}
-    for key in keys:
-        mine = scored_all[scored_all["partition_key"] == key].drop(columns=["partition_key", "as_of"])
-        scored[key] = mine.sort_values(["score", "hours_stuck", "order_id"],
-                                       ascending=[False, False, True]).reset_index(drop=True)
+    ranked = scored_all.sort_values(["partition_key", "score", "hours_stuck", "order_id"],
+                                    ascending=[True, False, False, True])
+    scored = unstacked(ranked, keys, drop=("as_of",))
     versions = lake.write("scored_orders", scored, run_id=context.run.run_id,
                           lineage={k: {**inputs[k].lineage, "qualified_orders": inputs[k].version} for k in keys})
+    numbers = backlog_numbers(scored, settings)
+    priorities = counts_per_partition(scored, "priority")
+    mean_score = {k: round(float(v), 4) for k, v in stacked_columns(scored, ["score"]).groupby("partition_key")["score"]
+                  .mean().items()}
     for key, frame in scored.items():
         context.add_asset_metadata({
             **partition_metadata(frame, lake.uri("scored_orders", key)),
-            **backlog_numbers(frame, settings),
-            **{f"orders_{p.lower()}": int((frame["priority"] == p).sum()) for p in ("P1", "P2", "P3", "P4")},
-            "mean_score": round(float(frame["score"].mean()), 4) if len(frame) else 0.0,
+            **numbers[key],
+            **{f"orders_{p.lower()}": priorities[key].get(p, 0) for p in ("P1", "P2", "P3", "P4")},
+            "mean_score": mean_score.get(key, 0.0),
             "lake_version": versions[key],
-            "dagster/column_schema": column_schema(frame),
-            "top_orders": dg.MetadataValue.md(summary.preview(
-                frame, ["order_id", "priority", "score", "amount_aed", "hours_stuck", "stuck_reason"])),
+            **({"dagster/column_schema": column_schema(frame),
+                "top_orders": dg.MetadataValue.md(summary.preview(
+                    frame, ["order_id", "priority", "score", "amount_aed", "hours_stuck", "stuck_reason"]))}
+               if key == keys[-1] else {}),
         }, partition_key=key)
     return dg.MaterializeResult()
 

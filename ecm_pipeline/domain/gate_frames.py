@@ -31,6 +31,16 @@ def stacked(frames: Mapping[str, pd.DataFrame], **per_partition: Mapping[str, ob
     return pd.concat(non_empty, ignore_index=True)
 
 
+def unstacked(frame: pd.DataFrame, keys: list[str], drop: tuple[str, ...] = (),
+              keep_partition: bool = False) -> dict[str, pd.DataFrame]:
+    """The inverse of `stacked`: each partition's rows (without `partition_key`, unless kept, and
+    `drop`), with one group-by for the lot; a key with no rows gets an empty frame with the columns."""
+    rest = frame.drop(columns=[*([] if keep_partition else [PARTITION]), *drop])
+    positions = frame.groupby(PARTITION, sort=False).indices
+    groups = {k: rest.iloc[idx].reset_index(drop=True) for k, idx in positions.items()}
+    return {k: groups[k] if k in groups else rest.iloc[0:0].reset_index(drop=True) for k in keys}
+
+
 def backlog_profile(qualified: Mapping[str, pd.DataFrame], gates: GateSettings) -> pd.DataFrame:
     """One row per partition: backlog size and currency shares (zero for an empty backlog)."""
     rows = []

@@ -24,7 +24,13 @@ def amount_factor(amount_aed: pd.Series) -> np.ndarray:
 
 
 def severity_factor(frame: pd.DataFrame, multipliers: dict[str, float]) -> np.ndarray:
-    multiplier = frame["stuck_reason"].map(multipliers).fillna(1.0).to_numpy(dtype=float)
+    reasons = frame["stuck_reason"]
+    # The multiplier of each distinct reason, looked up once (1.0 without an entry).
+    codes, uniques = pd.factorize(reasons)
+    if (codes >= 0).all():
+        multiplier = pd.Series(uniques).map(multipliers).fillna(1.0).to_numpy(dtype=float)[codes]
+    else:  # a missing reason: as the whole column maps it
+        multiplier = reasons.map(multipliers).fillna(1.0).to_numpy(dtype=float)
     return np.minimum(frame["severity"].to_numpy(dtype=float) * multiplier, 1.0)
 
 
@@ -71,26 +77,33 @@ def attempts_factor(attempts: pd.Series) -> np.ndarray:
     return np.select([n >= 3, n == 2, n == 1], [0.9, 0.5, 0.1], default=0.0)
 
 
+PRIORITIES = ("P1", "P2", "P3", "P4")
+
+
+def _band(s: np.ndarray) -> np.ndarray:
+    """The position in PRIORITIES of each score (the bands of `priority_band`)."""
+    return np.select([s > 0.7, s >= 0.5, s >= 0.3], [0, 1, 2], default=3)
+
+
 def priority_band(score: pd.Series | np.ndarray) -> np.ndarray:
-    s = np.asarray(score, dtype=float)
-    return np.select([s > 0.7, s >= 0.5, s >= 0.3], ["P1", "P2", "P3"], default="P4")
+    return np.asarray(PRIORITIES)[_band(np.asarray(score, dtype=float))]
 
 
 def score(qualified: pd.DataFrame, as_of: pd.Timestamp, settings: ScoringSettings) -> pd.DataFrame:
     """Add `factor_*`, `score` (4 decimals) and `priority` to the qualified orders."""
-    out = qualified.copy()
     factors = {
-        "age": age_factor(out["hours_stuck"]),
-        "amount": amount_factor(out["amount_aed"]),
-        "severity": severity_factor(out, settings.severity_multipliers),
-        "rfi": rfi_factor(out, as_of),
-        "payment": payment_factor(out["payment_status"]),
-        "attempts": attempts_factor(out["payment_attempts"]),
+        "age": age_factor(qualified["hours_stuck"]),
+        "amount": amount_factor(qualified["amount_aed"]),
+        "severity": severity_factor(qualified, settings.severity_multipliers),
+        "rfi": rfi_factor(qualified, as_of),
+        "payment": payment_factor(qualified["payment_status"]),
+        "attempts": attempts_factor(qualified["payment_attempts"]),
     }
-    total = np.zeros(len(out))
+    total = np.zeros(len(qualified))
     for name in FACTORS:
-        out[f"factor_{name}"] = factors[name]
         total = total + settings.weights[name] * factors[name]
-    out["score"] = np.round(total, 4)
-    out["priority"] = priority_band(out["score"])
-    return out
+    rounded = np.round(total, 4)
+    # One shallow copy with the new columns (pandas copies on write), not a copy of the whole frame.
+    priorities = pd.Series(np.array(PRIORITIES, dtype=object)).array
+    return qualified.assign(**{f"factor_{name}": factors[name] for name in FACTORS}, score=rounded,
+                            priority=priorities.take(_band(rounded)))

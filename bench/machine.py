@@ -1,0 +1,76 @@
+"""The machine a benchmark ran on, and memory figures, as every script in bench/ prints them."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+MIB = 1024 * 1024
+PACKAGES = ("pandas", "numpy", "pyarrow", "duckdb", "dagster")
+
+
+def mib(n_bytes: float) -> str:
+    return f"{n_bytes / MIB:,.1f} MiB"
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def own_peak_rss_bytes() -> int | None:
+    """Peak RSS of this process's own address space (VmHWM), a cross-check of `ru_maxrss`."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def total_memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1, 5, 15 min)"
+    except OSError:
+        return "unknown"
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> dict[str, object]:
+    total = total_memory_bytes()
+    return {
+        "platform": platform.platform(),
+        "processor": f"{platform.machine()} {platform.processor()}".rstrip(),
+        "python": f"{platform.python_version()} ({platform.python_implementation()}) {sys.executable}",
+        "cpus": f"{os.cpu_count()} (usable by this process: {len(os.sched_getaffinity(0))})",
+        "memory": mib(total) if total else "unknown (no /proc/meminfo)",
+        "load average": load_average(),
+        "packages": ", ".join(f"{name} {package_version(name)}" for name in PACKAGES),
+    }
+
+
+def print_machine() -> None:
+    print("== machine")
+    for name, value in machine().items():
+        print(f"{name:<13} {value}")
