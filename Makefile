@@ -45,6 +45,8 @@ test: setup
 bench: setup
 	$(BIN)/python bench/bench_triage.py
 	$(BIN)/python bench/bench_gates.py
+	$(BIN)/python bench/bench_api_calls.py
+	$(BIN)/python bench/bench_backfill.py
 
 clean:
 	rm -rf $(VENV) $(ECM_HOME) *.egg-info

@@ -2,16 +2,16 @@
 
 import dagster as dg
 
-from ecm_pipeline.assets import GROUP
+from ecm_pipeline.assets import GROUP, HISTORY_GROUP
 from ecm_pipeline.partitions import triage_partitions
 
 TRIAGE_JOB = "ecm_triage"
 
 triage_job = dg.define_asset_job(
     TRIAGE_JOB,
-    selection=dg.AssetSelection.groups(GROUP),
+    selection=dg.AssetSelection.groups(GROUP, HISTORY_GROUP),
     partitions_def=triage_partitions,
-    description="Snapshot, qualify, score, assign and brief one tick.",
+    description="Snapshot, qualify, score, assign and brief one tick, and add it to the backlog history.",
     tags={"ecm/job": "triage"},
 )
 
@@ -23,3 +23,9 @@ triage_schedule = dg.build_schedule_from_partitioned_job(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Triage at every tick; the 14:00 run materializes partition ...-14:00 as of 14:00.",
 )
+
+# What a backfill rebuilds (SPEC §10): the snapshot to the scored backlog and the history. The
+# assignment and the briefing act for the live tick only, so a backfill leaves them out.
+BACKFILL_SELECTION = (dg.AssetSelection.groups(GROUP, HISTORY_GROUP)
+                      - dg.AssetSelection.assets("assignments", "assignment_agents", "slack_briefing",
+                                                 "ticket_announcements"))

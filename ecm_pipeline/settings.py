@@ -123,6 +123,10 @@ class SlackSettings(_Model):
     retry_delay_seconds: float = Field(default=30, ge=0)
 
 
+class HistorySettings(_Model):
+    chart_days: float = Field(default=90, gt=0)
+
+
 class Settings(_Model):
     snapshot: SnapshotSettings
     categories: CategorySettings = CategorySettings()
@@ -135,6 +139,7 @@ class Settings(_Model):
     schedule: ScheduleSettings = ScheduleSettings()
     sheet: SheetSettings = SheetSettings()
     slack: SlackSettings = SlackSettings()
+    history: HistorySettings = HistorySettings()
 
     @model_validator(mode="after")
     def _fx_for_every_currency(self) -> Settings:
@@ -146,6 +151,7 @@ class Settings(_Model):
 
 class Reason(_Model):
     team: str
+    family: str
     sla_hours: float = Field(gt=0)
     severity: float = Field(ge=0, le=1)
     no_action: bool = False

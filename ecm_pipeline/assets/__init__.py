@@ -1,5 +1,8 @@
-"""The assets of the code location, by group: the triage (snapshot to briefing)."""
+"""The assets of the code location, by group: the triage (snapshot to briefing) and the history
+built from it."""
 
+from ecm_pipeline.assets.history import GROUP as HISTORY_GROUP
+from ecm_pipeline.assets.history import history_assets
 from ecm_pipeline.assets.triage import GROUP, triage_assets
 
-__all__ = ["GROUP", "triage_assets"]
+__all__ = ["GROUP", "HISTORY_GROUP", "history_assets", "triage_assets"]

@@ -3,6 +3,7 @@
     ecm demo [--seed N] [--as-of KEY]   generate the demo warehouse and sheet under $ECM_HOME
     ecm triage [--partition KEY]        run the triage job in-process and print the briefing
     ecm check                           test the configuration and every connection
+    ecm backfill --from KEY --to KEY    rebuild a range of past ticks and the history in one run
 
 A mistake or a failure the user can act on is one line on stderr and a non-zero exit (2 for bad
 input, 1 for a failed run); `--verbose` shows Dagster's log and the stack traces.
@@ -16,7 +17,7 @@ import sys
 import traceback
 import warnings
 
-from ecm_pipeline.cli import pipeline
+from ecm_pipeline.cli import history, pipeline
 from ecm_pipeline.cli.instance import InstanceError
 from ecm_pipeline.osutil import os_problem
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="show Dagster's log and stack traces")
     sub = parser.add_subparsers(dest="command", required=True)
     pipeline.register(sub)
+    history.register(sub)
     return parser
 
 

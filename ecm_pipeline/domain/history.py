@@ -1,0 +1,74 @@
+"""The backlog over time (SPEC §10): per tick, the actionable backlog broken down by stuck reason,
+currency and priority, and how it moved since the previous tick — orders that entered it, orders
+that left it, and of those the ones that left without anyone being assigned (self-healed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ecm_pipeline.domain.tickets import assigned_at_utc, order_ids
+from ecm_pipeline.settings import Catalogue
+
+HISTORY_COLUMNS = ["partition_key", "tick", "stuck_reason", "family", "currency", "priority", "orders",
+                   "value_at_risk_aed", "median_hours", "max_hours"]
+FLOW_COLUMNS = ["partition_key", "tick", "backlog", "value_at_risk_aed", "entered", "left", "self_healed",
+                "self_heal_rate", "approximate_orders", "compared_with"]
+
+
+def backlog_breakdown(scored: pd.DataFrame, ticks: Mapping[str, pd.Timestamp], catalogue: Catalogue) -> pd.DataFrame:
+    """One row per partition x stuck reason x currency x priority of the scored backlog; `scored`
+    holds many partitions' rows (a `partition_key` column), `ticks` their snapshot times."""
+    if scored.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS}).astype(
+            {"orders": int, "value_at_risk_aed": float, "median_hours": float, "max_hours": float,
+             "tick": "datetime64[us]"})
+    grouped = (scored.groupby(["partition_key", "stuck_reason", "currency", "priority"], observed=True)
+               .agg(orders=("order_id", "size"), value_at_risk_aed=("amount_aed", "sum"),
+                    median_hours=("hours_stuck", "median"), max_hours=("hours_stuck", "max"))
+               .reset_index())
+    families = {name: reason.family for name, reason in catalogue.reasons.items()}
+    grouped["family"] = grouped["stuck_reason"].map(families).fillna("Uncategorized")
+    grouped["tick"] = grouped["partition_key"].map(ticks)
+    for column in ("value_at_risk_aed", "median_hours", "max_hours"):
+        grouped[column] = grouped[column].round(2)
+    return grouped[HISTORY_COLUMNS].astype({"tick": "datetime64[us]"})
+
+
+def backlog_flow(key: str, tick: pd.Timestamp, scored: pd.DataFrame, previous: pd.DataFrame | None,
+                 previous_key: str | None, tickets: pd.DataFrame) -> pd.DataFrame:
+    """One row: the tick's backlog and how it moved since `previous` (the previous tick's scored
+    backlog, None when the lake does not have it). An order that left counts as self-healed when no
+    ticket for it had been assigned by the tick (`tickets`: the Assignments tab, any status)."""
+    now = set(scored["order_id"])
+    row = {"partition_key": key, "tick": tick, "backlog": len(scored),
+           "value_at_risk_aed": round(float(scored["amount_aed"].sum()), 2) if len(scored) else 0.0,
+           "approximate_orders": int((scored.get("approximate_fields", pd.Series(dtype=str)) != "").sum()),
+           "compared_with": previous_key or ""}
+    if previous is None:
+        row |= {"entered": np.nan, "left": np.nan, "self_healed": np.nan, "self_heal_rate": np.nan}
+    else:
+        before = set(previous["order_id"])
+        left = before - now
+        stamps = assigned_at_utc(tickets)
+        ticketed = set(order_ids(tickets[stamps.isna() | (stamps <= tick)]))
+        healed = left - ticketed
+        row |= {"entered": len(now - before), "left": len(left), "self_healed": len(healed),
+                "self_heal_rate": round(len(healed) / len(left), 4) if left else 0.0}
+    return pd.DataFrame([row], columns=FLOW_COLUMNS).astype({"tick": "datetime64[us]"})
+
+
+def daily_flow(flows: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """Per local day: orders that entered the backlog (the inflow), orders that left it, and of
+    those the share that self-healed. A day whose ticks were never compared with an earlier tick
+    has no figures (NaN), not zeros."""
+    columns = {"day": object, "entered": float, "left": float, "self_healed": float, "self_heal_rate": float}
+    if flows.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    local = pd.to_datetime(flows["tick"]).dt.tz_localize("UTC").dt.tz_convert(timezone)
+    days = (flows.assign(day=local.dt.date).groupby("day", as_index=False)[["entered", "left", "self_healed"]]
+            .sum(min_count=1))
+    days["self_heal_rate"] = (days["self_healed"] / days["left"].where(days["left"] > 0)).round(4)
+    return days[list(columns)]

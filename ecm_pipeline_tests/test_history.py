@@ -1,0 +1,222 @@
+"""History (SPEC §10): a past tick rebuilt on today's warehouse tells what a live run told then;
+a range of ticks is one run that writes one lake file per tick and asset, again and again the same,
+and never a ticket or a post; `ecm backfill` and `dagster asset materialize --partition-range`
+both do it; the backlog history and its flows add up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ecm_pipeline.cli import main
+from ecm_pipeline.demo import generate_demo
+from ecm_pipeline.domain.history import backlog_breakdown, backlog_flow, daily_flow
+from ecm_pipeline.gates import gate_problems
+from ecm_pipeline.partitions import as_of_utc, triage_partitions
+from ecm_pipeline.resources.lake import LakeResource
+from ecm_pipeline.resources.sheet import LocalSheetStore
+from ecm_pipeline.settings import load_catalogue
+from ecm_pipeline_tests.conftest import copy_demo
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LAKE_ASSETS = ("stuck_orders", "excluded_orders", "qualified_orders", "disqualified_orders", "scored_orders",
+               "backlog_history", "backlog_flows")
+
+
+def lake_files(home: Path, asset: str) -> list[str]:
+    return sorted(p.stem for p in (home / "lake" / asset).glob("*.parquet"))
+
+
+def tick_keys(live_key: str, days_back: float, count: int) -> list[str]:
+    """`count` consecutive ticks starting `days_back` days before the live tick."""
+    start = pd.Timestamp(as_of_utc(live_key)) - pd.Timedelta(days=days_back)
+    keys = triage_partitions.get_partition_keys()
+    first = next(k for k in keys if pd.Timestamp(as_of_utc(k)) >= start)
+    return keys[keys.index(first):keys.index(first) + count]
+
+
+# --- truthful past snapshots --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_warehouses(tmp_path_factory: pytest.TempPathFactory, live_demo) -> tuple[Path, Path, str]:
+    """The same world (seed 5, a third of the volume) as the warehouse held it at tick T1 and as it
+    holds it two days later."""
+    _, live_key = live_demo
+    t1 = tick_keys(live_key, days_back=3, count=1)[0]
+    then, later = tmp_path_factory.mktemp("then"), tmp_path_factory.mktemp("later")
+    generate_demo(then, seed=5, anchor=as_of_utc(t1), scale=0.3)
+    generate_demo(later, seed=5, anchor=as_of_utc(t1) + timedelta(days=2), scale=0.3)
+    return then, later, t1
+
+
+def backfill_in(home: Path, first: str, last: str, monkeypatch: pytest.MonkeyPatch, capsys) -> str:
+    monkeypatch.setenv("ECM_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    (home / "dagster").mkdir(exist_ok=True)
+    assert main(["backfill", "--from", first, "--to", last]) == 0, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def test_a_past_tick_rebuilt_later_tells_what_the_live_run_told(two_warehouses, monkeypatch, capsys) -> None:
+    then, later, t1 = two_warehouses
+    backfill_in(then, t1, t1, monkeypatch, capsys)      # the warehouse as it was at T1: the live run's view
+    backfill_in(later, t1, t1, monkeypatch, capsys)     # two days of changes later
+
+    stuck_then = pd.read_parquet(then / "lake" / "stuck_orders" / f"{t1}.parquet")
+    stuck_later = pd.read_parquet(later / "lake" / "stuck_orders" / f"{t1}.parquet")
+    assert len(stuck_then) > 100
+    columns = ["order_id", "stuck_reason", "priority", "amount_aed", "hours_stuck"]
+    live = pd.read_parquet(then / "lake" / "scored_orders" / f"{t1}.parquet").set_index("order_id")
+    rebuilt = pd.read_parquet(later / "lake" / "scored_orders" / f"{t1}.parquet").set_index("order_id")
+    approximate = set(stuck_later.loc[stuck_later["approximate_fields"] != "", "order_id"])
+    # The orders, their reasons and priorities agree wherever the rebuild calls itself exact ...
+    differing = set(live.index) ^ set(rebuilt.index)
+    common = live.index.intersection(rebuilt.index)
+    changed = live.loc[common, columns[1:]].compare(rebuilt.loc[common, columns[1:]]).index
+    assert differing | set(changed) <= approximate
+    assert len(common) > 0.9 * len(live)
+    # ... and the rebuild says which orders it could not see as they were, and why.
+    stuck_meta = [e for e in dg.DagsterInstance.get().get_event_records(
+        dg.EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION, asset_key=dg.AssetKey("stuck_orders")))]
+    meta = stuck_meta[-1].asset_materialization.metadata
+    assert meta["snapshot_mode"].value == ("approximate" if approximate else "exact")
+    assert meta["approximate_orders"].value == len(approximate)
+    if approximate:
+        assert "orders have fields the warehouse" in meta["snapshot_reason"].value
+
+
+# --- one run per range, harmless, idempotent -------------------------------------------------------------
+
+
+def test_a_range_of_ticks_is_one_run_that_writes_no_ticket_and_repeats_identically(
+        ecm_env: Path, small_live_demo, capsys) -> None:
+    template, live_key = small_live_demo
+    home = copy_demo(template, ecm_env)
+    keys = tick_keys(live_key, days_back=8, count=20)
+    sheet_before = LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments")
+
+    assert main(["backfill", "--from", keys[0], "--to", keys[-1]]) == 0
+    out = capsys.readouterr().out
+    assert "20 ticks backfilled in one run" in out and "nothing written to the Sheet or Slack" in out
+    assert "Backlog per tick" in out and keys[-1] in out
+    chart = home / "charts" / "backlog_history.png"
+    assert f"Chart: {chart}" in out and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    instance = dg.DagsterInstance.get()
+    [run] = instance.get_runs()
+    assert run.tags["dagster/asset_partition_range_start"] == keys[0]
+    for asset in LAKE_ASSETS:
+        assert lake_files(home, asset) == keys, asset
+    first = {asset: pd.read_parquet(home / "lake" / asset / f"{keys[5]}.parquet") for asset in LAKE_ASSETS}
+
+    # Part of the range again: its files are replaced by the same content, never duplicated.
+    assert main(["backfill", "--from", keys[4], "--to", keys[6]]) == 0
+    capsys.readouterr()
+    assert len(instance.get_runs()) == 2
+    for asset in LAKE_ASSETS:
+        assert lake_files(home, asset) == keys, asset
+        pd.testing.assert_frame_equal(pd.read_parquet(home / "lake" / asset / f"{keys[5]}.parquet"), first[asset])
+    # Every tick's gate verdicts are recorded, per partition, on the version of its lake file.
+    for asset in ("stuck_orders", "qualified_orders"):   # the gated assets a backfill builds
+        versions = {k: LakeResource(url=str(home / "lake")).read(asset, k).version for k in keys}
+        assert gate_problems(instance, asset, versions) == {}, asset
+
+    assert not (home / "outbox").exists()
+    pd.testing.assert_frame_equal(LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments"), sheet_before)
+
+    flows = pd.concat(pd.read_parquet(home / "lake" / "backlog_flows" / f"{k}.parquet") for k in keys)
+    assert flows["compared_with"].iloc[1:].tolist() == keys[:-1]
+    assert (flows["backlog"].iloc[1:].to_numpy() == (flows["backlog"].shift(1) + flows["entered"]
+                                                     - flows["left"]).iloc[1:].to_numpy()).all()
+    history = pd.concat(pd.read_parquet(home / "lake" / "backlog_history" / f"{k}.parquet") for k in keys)
+    assert history.groupby("partition_key")["orders"].sum().tolist() == flows["backlog"].tolist()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--from", "2026-11-40-07:00", "--to", "2026-11-21-07:00"], "2026-11-40-07:00"),
+    (["--from", "2026-11-21-20:00", "--to", "2026-11-21-07:00"], "is reversed"),
+    (["--from", "2026-01-02-07:00", "--to", "2026-01-03-07:00"], "ends before the warehouse's first order"),
+])
+def test_a_range_the_warehouse_cannot_describe_is_a_one_line_error(ecm_env, small_live_demo, capsys, args,
+                                                                   says) -> None:
+    copy_demo(small_live_demo[0], ecm_env)
+    assert main(["backfill", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and "\n" not in err and "Traceback" not in err
+
+
+def test_a_backfill_without_a_warehouse_says_what_is_missing(ecm_env, capsys) -> None:
+    assert main(["backfill", "--from", "2026-11-20-07:00", "--to", "2026-11-21-07:00"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "ecm demo" in err and "\n" not in err
+
+
+# --- the UI's path: one run over a range of the whole triage group ---------------------------------------
+
+
+def test_dagster_materialize_over_a_partition_range_of_the_whole_group_is_one_green_run(
+        tmp_path: Path, small_live_demo) -> None:
+    template, live_key = small_live_demo
+    home = copy_demo(template, tmp_path / "ecm")
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    keys = tick_keys(live_key, days_back=4, count=3)
+    env = {**os.environ, "ECM_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ecm_pipeline.definitions",
+         "--select", "group:ecm_triage or group:ecm_history", "--partition-range", f"{keys[0]}...{keys[-1]}"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        for asset in ("assignments", "slack_briefing"):
+            records = instance.fetch_materializations(dg.AssetKey(asset), limit=10).records
+            assert sorted(r.partition_key for r in records) == keys
+            for record in records:
+                meta = record.asset_materialization.metadata
+                assert meta["skipped"].value is True and meta["skipped_reason"].value
+    for asset in LAKE_ASSETS:
+        assert lake_files(home, asset) == keys, asset
+    assert not (home / "outbox").exists()
+
+
+# --- the history's arithmetic ---------------------------------------------------------------------------
+
+
+def scored(*rows: tuple[str, str, float]) -> pd.DataFrame:
+    return pd.DataFrame({"order_id": [r[0] for r in rows], "stuck_reason": [r[1] for r in rows],
+                         "currency": "AED", "priority": "P2", "amount_aed": [r[2] for r in rows],
+                         "hours_stuck": 30.0, "approximate_fields": ""})
+
+
+def test_a_flow_tells_self_healed_orders_from_worked_ones() -> None:
+    tick = pd.Timestamp("2026-11-21 10:00")
+    before = scored(("A", "refund_pending", 100.0), ("B", "stuck_at_lulu", 200.0), ("C", "stuck_at_lulu", 300.0))
+    now = scored(("C", "stuck_at_lulu", 300.0), ("D", "refund_pending", 50.0))
+    tickets = pd.DataFrame({"Order ID": ["B", "A"], "Assigned At": ["2026-11-21 09:00:00+00:00",
+                                                                    "2026-11-21 11:00:00+00:00"]})
+    [flow] = backlog_flow("2026-11-21-14:00", tick, now, before, "2026-11-21-07:00", tickets).to_dict("records")
+    # A and B left; B had a ticket by the tick, A's ticket came after it: A healed by itself.
+    assert (flow["entered"], flow["left"], flow["self_healed"], flow["self_heal_rate"]) == (1, 2, 1, 0.5)
+    assert flow["backlog"] == 2 and flow["value_at_risk_aed"] == 350.0
+
+    [first] = backlog_flow("2026-11-21-14:00", tick, now, None, None, tickets).to_dict("records")
+    assert pd.isna(first["entered"]) and first["compared_with"] == ""
+
+    breakdown = backlog_breakdown(now.assign(partition_key="2026-11-21-14:00"), {"2026-11-21-14:00": tick},
+                                  load_catalogue())
+    assert breakdown["orders"].sum() == 2 and set(breakdown["stuck_reason"]) == {"stuck_at_lulu", "refund_pending"}
+    assert breakdown["family"].notna().all()
+
+    days = daily_flow(pd.DataFrame([flow, first]), "Asia/Dubai")
+    assert days[["entered", "left", "self_healed"]].iloc[0].tolist() == [1.0, 2.0, 1.0]
