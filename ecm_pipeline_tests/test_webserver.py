@@ -1,4 +1,4 @@
-"""The Dagster UI serves the project as `make dev` does: `dagster-webserver -w workspace.yaml` starts
+"""The Dagster UI serves the project as `make dev` does, and a backfill launched from it is one harmless run: `dagster-webserver -w workspace.yaml` starts
 in a fresh DAGSTER_HOME with no demo data under ECM_HOME, and its GraphQL API reports the
 `ecm_pipeline` code location loaded without error, with exactly the five triage assets and the
 `triage_schedule` (07:00, 14:00 and 20:00 Asia/Dubai)."""
@@ -14,9 +14,16 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
+import pandas as pd
 import pytest
+
+from ecm_pipeline.partitions import triage_partitions
+from ecm_pipeline.resources.sheet import LocalSheetStore
+from ecm_pipeline_tests.conftest import copy_demo
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOCATION = "ecm_pipeline"
@@ -56,8 +63,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def graphql(url: str, query: str) -> dict:
-    request = urllib.request.Request(url, data=json.dumps({"query": query}).encode(),
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    request = urllib.request.Request(url, data=json.dumps({"query": query, "variables": variables or {}}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         body = json.load(response)
@@ -72,22 +79,13 @@ def location_entry(workspace: dict) -> dict:
     return entries[LOCATION]
 
 
-@pytest.fixture
-def served_workspace(tmp_path: Path) -> Iterator[dict]:
-    """The workspace as a dagster-webserver on a free local port reports it over GraphQL."""
-    dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")  # as `ecm` and `make` seed it
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "ECM_HOME": str(tmp_path / "ecm")}
-    port = free_port()
-    stderr_log = tmp_path / "webserver.stderr"
-    with (tmp_path / "webserver.stdout").open("wb") as stdout, stderr_log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=PROJECT_ROOT, env=env, stdout=stdout, stderr=stderr,
-        )
+@contextmanager
+def started(command: list[str], env: dict[str, str], logs: Path) -> Iterator[subprocess.Popen]:
+    """A long-running process from the project root, stopped on the way out."""
+    with (logs.with_suffix(".stdout")).open("wb") as stdout, logs.with_suffix(".stderr").open("wb") as stderr:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=stdout, stderr=stderr)
     try:
-        yield wait_for_workspace(f"http://127.0.0.1:{port}/graphql", process, stderr_log)
+        yield process
     finally:
         process.terminate()
         try:
@@ -95,6 +93,26 @@ def served_workspace(tmp_path: Path) -> Iterator[dict]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def served(tmp_path: Path, ecm_home: Path) -> tuple[dict[str, str], Path, list[str]]:
+    """The environment, DAGSTER_HOME and webserver command `make dev` would use."""
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")  # as `ecm` and `make` seed it
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "ECM_HOME": str(ecm_home)}
+    command = [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1",
+               "-p", str(free_port())]
+    return env, dagster_home, command
+
+
+@pytest.fixture
+def served_workspace(tmp_path: Path) -> Iterator[dict]:
+    """The workspace as a dagster-webserver on a free local port reports it over GraphQL."""
+    env, _, command = served(tmp_path, tmp_path / "ecm")
+    with started(command, env, tmp_path / "webserver") as process:
+        yield wait_for_workspace(f"http://127.0.0.1:{command[-1]}/graphql", process,
+                                 tmp_path / "webserver.stderr")
 
 
 def wait_for_workspace(url: str, process: subprocess.Popen, stderr_log: Path) -> dict:
@@ -128,3 +146,66 @@ def test_webserver_loads_the_code_location(served_workspace: dict) -> None:
     assert "triage_schedule" in schedules, sorted(schedules)
     assert schedules["triage_schedule"]["cronSchedule"] == "0 7,14,20 * * *"
     assert schedules["triage_schedule"]["executionTimezone"] == "Asia/Dubai"
+
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionKeysNotFoundError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+BACKFILL_RUN_DEADLINE_SECONDS = 240.0
+
+
+def test_a_backfill_launched_as_the_ui_does_is_one_green_run_that_writes_no_ticket(
+        tmp_path: Path, small_live_demo) -> None:
+    """The asset graph's "Materialize" over three past ticks of the whole ecm_triage group (the
+    Sheet and Slack assets included) and the history group, through the webserver's GraphQL API,
+    carried out by the daemon as in `make dev`: one run, every partition green, no Sheet row, no
+    post, and the two writers' metadata saying why they did nothing."""
+    template, live_key = small_live_demo
+    home = copy_demo(template, tmp_path / "ecm")
+    sheet_before = LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments")
+    keys = triage_partitions.get_partition_keys()
+    keys = keys[keys.index(live_key) - 6:keys.index(live_key) - 3]
+    env, dagster_home, command = served(tmp_path, home)
+    url = f"http://127.0.0.1:{command[-1]}/graphql"
+    from ecm_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    selection = dg.AssetSelection.groups("ecm_triage", "ecm_history").resolve(graph)
+    assert {"assignments", "slack_briefing"} <= {k.to_user_string() for k in selection}
+    with started(command, env, tmp_path / "webserver") as webserver:
+        wait_for_workspace(url, webserver, tmp_path / "webserver.stderr")
+        launched = graphql(url, LAUNCH_BACKFILL, {"params": {
+            "partitionNames": keys, "assetSelection": [{"path": k.path} for k in sorted(selection)],
+        }})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_id = launched["backfillId"]
+        with (started([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                      env, tmp_path / "daemon"),
+              dg.DagsterInstance.from_config(str(dagster_home)) as instance):
+            deadline = time.monotonic() + BACKFILL_RUN_DEADLINE_SECONDS
+            while True:
+                runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+                if runs and all(r.is_finished for r in runs):
+                    break
+                assert time.monotonic() < deadline, (tmp_path / "daemon.stderr").read_text()[-3000:]
+                time.sleep(1)
+            [run] = runs
+            assert run.status == dg.DagsterRunStatus.SUCCESS, (tmp_path / "daemon.stderr").read_text()[-3000:]
+            for key in selection:
+                records = instance.fetch_materializations(key, limit=10).records
+                assert sorted(r.partition_key for r in records) == keys, key
+            for asset in ("assignments", "slack_briefing"):
+                for record in instance.fetch_materializations(dg.AssetKey(asset), limit=10).records:
+                    meta = record.asset_materialization.metadata
+                    assert meta["skipped"].value is True
+                    assert "never write the Sheet or post" in meta["skipped_reason"].value
+    assert not (home / "outbox").exists()
+    pd.testing.assert_frame_equal(LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments"), sheet_before)
