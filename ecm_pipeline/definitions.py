@@ -1,9 +1,11 @@
-"""The code location: assets, quality gates, the triage job, its schedule and this environment's resources."""
+"""The code location: assets, quality gates, the triage job, its schedule, the failure alert and this
+environment's resources."""
 
 from __future__ import annotations
 
 import dagster as dg
 
+from ecm_pipeline.alerts import failure_alert_sensor
 from ecm_pipeline.assets import history_assets, triage_assets
 from ecm_pipeline.checks import quality_gates
 from ecm_pipeline.jobs import triage_job, triage_schedule
@@ -14,6 +16,7 @@ defs = dg.Definitions(
     asset_checks=quality_gates,
     jobs=[triage_job],
     schedules=[triage_schedule],
+    sensors=[failure_alert_sensor],
     resources=environment_resources(),
     executor=dg.in_process_executor,
 )

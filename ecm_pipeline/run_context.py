@@ -7,6 +7,7 @@ lake, but never the Sheet or Slack; its metadata says why."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -14,6 +15,8 @@ import dagster as dg
 from ecm_pipeline.partitions import PartitionKeyError, live_tick_key, triage_partitions, validated_key
 
 BACKFILL_TAG = "dagster/backfill"
+# The tags Dagster gives a run over a range of partitions (a single-run backfill).
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def partition_keys(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[str]:
@@ -47,11 +50,17 @@ def run_started(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContex
 def side_effects_blocked(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
                          keys: list[str]) -> str | None:
     """Why this step must not write the Sheet or post to Slack, or None when it may."""
-    if context.run.tags.get(BACKFILL_TAG):
+    return why_not_live(context.run.tags, keys, run_started(context))
+
+
+def why_not_live(tags: Mapping[str, str], keys: list[str], started: datetime) -> str | None:
+    """Why a run with these tags over these ticks, started then, must not write the Sheet or post
+    to Slack; None for a run of the live tick."""
+    if tags.get(BACKFILL_TAG):
         return "backfill runs never write the Sheet or post to Slack"
     if len(keys) != 1:
         return "a run over a range of ticks never writes the Sheet or posts to Slack"
-    live = live_tick_key(run_started(context))
+    live = live_tick_key(started)
     if keys[0] != live:
         return f"{keys[0]} is not the live tick ({live}): only the live tick writes the Sheet and posts"
     return None

@@ -127,6 +127,10 @@ class HistorySettings(_Model):
     chart_days: float = Field(default=90, gt=0)
 
 
+class AlertSettings(_Model):
+    dagster_ui_url: str = Field(default="http://127.0.0.1:3000", min_length=1)
+
+
 class Settings(_Model):
     snapshot: SnapshotSettings
     categories: CategorySettings = CategorySettings()
@@ -140,6 +144,7 @@ class Settings(_Model):
     sheet: SheetSettings = SheetSettings()
     slack: SlackSettings = SlackSettings()
     history: HistorySettings = HistorySettings()
+    alerts: AlertSettings = AlertSettings()
 
     @model_validator(mode="after")
     def _fx_for_every_currency(self) -> Settings:

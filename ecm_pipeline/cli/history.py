@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pandas as pd
@@ -17,9 +19,9 @@ import pandas as pd
 from ecm_pipeline.cli.instance import fail_dead_runs, open_instance, run_tags, stderr, warnings_of
 from ecm_pipeline.cli.pipeline import failure_message
 from ecm_pipeline.partitions import as_of_utc, keys_between
+from ecm_pipeline.run_context import RANGE_END, RANGE_START
 from ecm_pipeline.settings import load_settings
 
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 PER_TICK_ROWS = 21   # longer ranges are summarised per day
 MAX_WARNINGS = 5     # a long range repeats the same warning per tick; the run's log keeps them all
 
@@ -126,6 +128,24 @@ def _table(summary: pd.DataFrame):
     return table
 
 
+@contextmanager
+def one_planned_event_per_asset() -> Iterator[None]:
+    """For this run only, one "planned" event per asset for the whole range instead of one per
+    asset and tick: on a SQLite instance each event is a write of tens of milliseconds, so 270
+    ticks would spend over a minute announcing the run. Dagster's trade-off: if the run fails, its
+    partitions show as missing rather than failed (the run is failed, and `ecm backfill` says why)."""
+    name = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+    previous = os.environ.get(name)
+    os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import (
@@ -138,11 +158,6 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     )
 
     keys = keys_between(args.from_key, args.to_key)
-    # One "planned" event per asset for the whole range instead of one per asset and tick: on a
-    # SQLite instance each event is a write of tens of milliseconds, so 270 ticks would spend over a
-    # minute announcing the run. Dagster's trade-off: if the run fails, its partitions show as
-    # missing rather than failed (the run itself is failed, and `ecm backfill` says why).
-    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
     notes = _checked_warehouse_span(keys)
     err = Console(stderr=True)
     for note in notes:
@@ -172,12 +187,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                                        daemon=True)
             watcher.start()
             try:
-                result = job.execute_in_process(
-                    partition_key=keys[0] if len(keys) == 1 else None, asset_selection=selected, instance=instance,
-                    raise_on_error=False, run_id=run_id, tags=tags,
-                    run_config={"loggers": {"console": {"config": {
-                        "log_level": "DEBUG" if args.verbose else "CRITICAL"}}}},
-                )
+                with one_planned_event_per_asset():
+                    result = job.execute_in_process(
+                        partition_key=keys[0] if len(keys) == 1 else None, asset_selection=selected,
+                        instance=instance, raise_on_error=False, run_id=run_id, tags=tags,
+                        run_config={"loggers": {"console": {"config": {
+                            "log_level": "DEBUG" if args.verbose else "CRITICAL"}}}},
+                    )
             finally:
                 done.set()
                 watcher.join()

@@ -44,18 +44,33 @@ def failure_message(result) -> str:
     ]
     if gates:
         return "quality gate failed; nothing was assigned or briefed after it\n" + "\n".join(gates)
+    from ecm_pipeline.alerts import step_error
+
     for event in result.all_events:
         if event.is_step_failure:
-            data = event.step_failure_data
-            if data.user_failure_data and data.user_failure_data.description:
-                message = data.user_failure_data.description
-            else:
-                error = data.error.cause or data.error
-                message = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
-                message = message.removeprefix(f"{error.cls_name}: ").split(": ", 1)[-1] if (
-                    message.split(":", 1)[0].rsplit(".", 1)[-1] == error.cls_name) else message
+            message = step_error(event.step_failure_data).strip().splitlines()[0]
             return f"step {event.step_key} failed: {message}"
     return "the run failed"
+
+
+def alert_failure(instance, run_id: str) -> None:
+    """Post the failure alert for a run `ecm` ran in-process (no daemon's sensor may see it); the
+    sensor, if it sees the run later, updates this one alert. A Slack problem here is a warning:
+    the run's own failure is what the command reports."""
+    import dagster as dg
+
+    from ecm_pipeline.alerts import post_failure_alert
+    from ecm_pipeline.resources import environment_resources
+
+    try:
+        with dg.build_resources({"slack": environment_resources()["slack"]}) as built:
+            delivery = post_failure_alert(instance, instance.get_run_by_id(run_id), built.slack)
+    except Exception as exc:  # never hide the run's failure behind the alert's
+        stderr(f"warning: the failure alert could not be posted: {type(exc).__name__}: "
+               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        return
+    if delivery is not None:
+        stderr(f"Failure alert {delivery.method} -> {delivery.record}")
 
 
 def _materialized(result) -> dict[str, dict]:
@@ -77,8 +92,10 @@ def cmd_triage(args: argparse.Namespace) -> int:
         )
         for warning in warnings_of(instance, result.run_id):
             stderr(f"warning: {warning}")
+        if not result.success:
+            stderr(f"Triage {key} FAILED — {failure_message(result)}")
+            alert_failure(instance, result.run_id)
     if not result.success:
-        stderr(f"Triage {key} FAILED — {failure_message(result)}")
         stderr(f"(run {result.run_id}; details in `make dev` -> Runs, or again with --verbose)")
         return 1
     meta = _materialized(result)
