@@ -387,4 +387,4 @@ def test_the_image_command_serves_the_code_location_to_deploy_workspace_yaml(
 
     # A pod or task stop is a SIGTERM: the server ends cleanly, well within Kubernetes' 30 s grace.
     os.killpg(process.pid, signal.SIGTERM)
-    assert process.wait(timeout=20) == 0, log.read_text()[-3000:]
+    assert process.wait(timeout=30) == 0, log.read_text()[-3000:]

@@ -1,7 +1,7 @@
 """History (SPEC §10): a past tick rebuilt on today's warehouse tells what a live run told then;
 a range of ticks is one run that writes one lake file per tick and asset, again and again the same,
-and never a ticket or a post; `ecm backfill` and `dagster asset materialize --partition-range`
-both do it; the backlog history and its flows add up."""
+and never a ticket or a post, from `ecm backfill` and from `dagster asset materialize
+--partition-range` (the UI's path is in test_webserver.py); the backlog history and its flows add up."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def tick_keys(live_key: str, days_back: float, count: int) -> list[str]:
 # --- truthful past snapshots --------------------------------------------------------------------------
 
 
-SEED, SCALE, DAYS = 5, 0.3, 12.0
+SEED, SCALE, DAYS = 5, 0.2, 9.0
 
 
 def live_view(path: Path, tick: str) -> pd.DataFrame:
@@ -95,9 +95,9 @@ def test_a_backfill_on_a_later_warehouse_tells_what_live_runs_told(tmp_path: Pat
         common = live.index.intersection(rebuilt.index)
         differing = (set(live.index) ^ set(rebuilt.index)) | set(live.loc[common].compare(rebuilt.loc[common]).index)
         assert differing <= approximate, (tick, sorted(differing - approximate)[:5])
-        assert len(live) > 50
+        assert len(live) > 15
         compared += len(live)
-    assert compared > 20 * 50
+    assert compared > 500
 
     # Each rebuilt tick says exact or approximate, and for how many orders.
     records = dg.DagsterInstance.get().fetch_materializations(dg.AssetKey("stuck_orders"), limit=len(ticks)).records
@@ -134,13 +134,26 @@ def test_a_range_of_ticks_is_one_run_that_writes_no_ticket_and_repeats_identical
         assert lake_files(home, asset) == keys, asset
     first = {asset: pd.read_parquet(home / "lake" / asset / f"{keys[5]}.parquet") for asset in LAKE_ASSETS}
 
-    # Part of the range again: its files are replaced by the same content, never duplicated.
-    assert main(["backfill", "--from", keys[4], "--to", keys[6]]) == 0
-    capsys.readouterr()
-    assert len(instance.get_runs()) == 2
+    # Part of the range again, as `dagster asset materialize --partition-range` runs it over the whole
+    # triage group (the Sheet and Slack assets included): one more run, every partition green, its
+    # files replaced by the same content, never duplicated, and the two writers skipped with a reason.
+    env = {**os.environ, "ECM_HOME": str(home), "DAGSTER_HOME": os.environ["DAGSTER_HOME"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ecm_pipeline.definitions",
+         "--select", "group:ecm_triage or group:ecm_history", "--partition-range", f"{keys[4]}...{keys[6]}"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = instance.get_runs()
+    assert len(runs) == 2 and runs[0].status == dg.DagsterRunStatus.SUCCESS
     for asset in LAKE_ASSETS:
         assert lake_files(home, asset) == keys, asset
         pd.testing.assert_frame_equal(pd.read_parquet(home / "lake" / asset / f"{keys[5]}.parquet"), first[asset])
+    for asset in ("assignments", "slack_briefing"):
+        records = instance.fetch_materializations(dg.AssetKey(asset), limit=10).records
+        assert sorted(r.partition_key for r in records) == keys[4:7]
+        for record in records:
+            meta = record.asset_materialization.metadata
+            assert meta["skipped"].value is True and "never writes the Sheet or posts" in meta["skipped_reason"].value
     # Every tick's gate verdicts are recorded, per partition, on the version of its lake file.
     for asset in ("stuck_orders", "qualified_orders"):   # the gated assets a backfill builds
         versions = {k: LakeResource(url=str(home / "lake")).read(asset, k).version for k in keys}
@@ -174,37 +187,6 @@ def test_a_backfill_without_a_warehouse_says_what_is_missing(ecm_env, capsys) ->
     assert main(["backfill", "--from", "2026-11-20-07:00", "--to", "2026-11-21-07:00"]) == 1
     err = capsys.readouterr().err.strip()
     assert "ecm demo" in err and "\n" not in err
-
-
-# --- the UI's path: one run over a range of the whole triage group ---------------------------------------
-
-
-def test_dagster_materialize_over_a_partition_range_of_the_whole_group_is_one_green_run(
-        tmp_path: Path, small_live_demo) -> None:
-    template, live_key = small_live_demo
-    home = copy_demo(template, tmp_path / "ecm")
-    dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
-    keys = tick_keys(live_key, days_back=4, count=3)
-    env = {**os.environ, "ECM_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
-    done = subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ecm_pipeline.definitions",
-         "--select", "group:ecm_triage or group:ecm_history", "--partition-range", f"{keys[0]}...{keys[-1]}"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        [run] = instance.get_runs()
-        assert run.status == dg.DagsterRunStatus.SUCCESS
-        for asset in ("assignments", "slack_briefing"):
-            records = instance.fetch_materializations(dg.AssetKey(asset), limit=10).records
-            assert sorted(r.partition_key for r in records) == keys
-            for record in records:
-                meta = record.asset_materialization.metadata
-                assert meta["skipped"].value is True and meta["skipped_reason"].value
-    for asset in LAKE_ASSETS:
-        assert lake_files(home, asset) == keys, asset
-    assert not (home / "outbox").exists()
 
 
 # --- the history's arithmetic ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The Dagster UI serves the project as `make dev` does, and a backfill launched from it is one harmless run: `dagster-webserver -w workspace.yaml` starts
-in a fresh DAGSTER_HOME with no demo data under ECM_HOME, and its GraphQL API reports the
-`ecm_pipeline` code location loaded without error, with exactly the five triage assets and the
-`triage_schedule` (07:00, 14:00 and 20:00 Asia/Dubai)."""
+"""The Dagster UI serves the project as `make dev` does: `dagster-webserver -w workspace.yaml`
+starts in a fresh DAGSTER_HOME with no demo data under ECM_HOME, and its GraphQL API reports the
+`ecm_pipeline` code location loaded without error, with its assets and the `triage_schedule`
+(07:00, 14:00 and 20:00 Asia/Dubai); and a backfill launched from it, as the asset graph does, is
+one harmless run."""
 
 from __future__ import annotations
 
