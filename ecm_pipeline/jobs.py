@@ -28,4 +28,4 @@ triage_schedule = dg.build_schedule_from_partitioned_job(
 # assignment and the briefing act for the live tick only, so a backfill leaves them out.
 BACKFILL_SELECTION = (dg.AssetSelection.groups(GROUP, HISTORY_GROUP)
                       - dg.AssetSelection.assets("assignments", "assignment_agents", "slack_briefing",
-                                                 "ticket_announcements"))
+                                                 "ticket_announcements", "ticket_progress"))

@@ -127,6 +127,20 @@ class HistorySettings(_Model):
     chart_days: float = Field(default=90, gt=0)
 
 
+class ProgressSettings(_Model):
+    warning_share: float = Field(default=0.5, gt=0, lt=1)     # WARNING above this share of the SLA
+    critical_share: float = Field(default=0.75, gt=0, lt=1)   # CRITICAL above this share; BREACHED above 1
+    breach_alert_min: int = Field(default=3, ge=1)            # the SLA breach alert needs this many breaches
+    breach_alert_top: int = Field(default=10, ge=1)           # breaches listed in it, longest overdue first
+    capacity_warning_share: float = Field(default=0.8, gt=0, le=1)   # warn above this share of Max Tickets
+
+    @model_validator(mode="after")
+    def _bands_in_order(self) -> ProgressSettings:
+        if self.warning_share >= self.critical_share:
+            raise ValueError("progress.warning_share must be below progress.critical_share")
+        return self
+
+
 class AlertSettings(_Model):
     dagster_ui_url: str = Field(default="http://127.0.0.1:3000", min_length=1)
 
@@ -144,6 +158,7 @@ class Settings(_Model):
     sheet: SheetSettings = SheetSettings()
     slack: SlackSettings = SlackSettings()
     history: HistorySettings = HistorySettings()
+    progress: ProgressSettings = ProgressSettings()
     alerts: AlertSettings = AlertSettings()
 
     @model_validator(mode="after")

@@ -19,6 +19,13 @@ from ecm_pipeline.domain.assignment import plan_assignments, triage_outcome
 from ecm_pipeline.domain.briefing import briefing_messages, thread_orders, triage_figures
 from ecm_pipeline.domain.classification import attach_catalogue, classify
 from ecm_pipeline.domain.gate_frames import stacked, unstacked
+from ecm_pipeline.domain.progress import (
+    band_counts,
+    capacity_warning,
+    over_capacity,
+    sla_breach_alert,
+    ticket_sla,
+)
 from ecm_pipeline.domain.qualification import auto_cancel_warning, flag_already_assigned, qualify
 from ecm_pipeline.domain.roster import parse_roster
 from ecm_pipeline.domain.scoring import score
@@ -44,7 +51,7 @@ from ecm_pipeline.resources.sheet import AssignmentStore, AssignmentStoreResourc
 from ecm_pipeline.resources.slack import SlackDestinationResource
 from ecm_pipeline.resources.warehouse import WarehouseResource
 from ecm_pipeline.run_context import materialized_in_run, partition_keys, side_effects_blocked
-from ecm_pipeline.settings import load_settings
+from ecm_pipeline.settings import load_catalogue, load_settings
 from ecm_pipeline.snapshot import take_snapshots
 
 GROUP = "ecm_triage"
@@ -445,4 +452,43 @@ def briefing(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assig
         **partition_metadata(announced, lake.uri("ticket_announcements", key)), "lake_version": versions[key]})
 
 
-triage_assets = [snapshot, qualification, scored_orders, assignment, briefing]
+# --- ticket_progress ----------------------------------------------------------------------------
+
+@dg.asset(deps=["assignments"], kinds={"pandas", "parquet", "slack"}, group_name=GROUP, owners=OWNERS,
+          tags={"ecm/stage": "triage"}, retry_policy=SLACK_RETRY, **PARTITIONED)
+def ticket_progress(context: dg.AssetExecutionContext, lake: LakeResource, sheet: AssignmentStoreResource,
+                    slack: SlackDestinationResource) -> dg.MaterializeResult:
+    """Where the open tickets stand at the tick: each one's SLA (from Assigned At, with the
+    catalogue's hours for its reason) banded BREACHED / CRITICAL (> 75 %) / WARNING (> 50 %) / OK,
+    and the agents above 80 % of their Max Tickets. Posts the SLA breach alert (3 or more breached)
+    and the capacity warning, once per tick. Live tick only: the Sheet holds today's statuses, not
+    a past tick's."""
+    keys = partition_keys(context)
+    blocked = side_effects_blocked(context, keys)
+    if blocked:
+        return _skip_all(context, ["ticket_progress"], blocked)[0]
+    settings = load_settings()
+    key = keys[0]
+    tabs = sheet.store().read_tabs(["Agents", "Assignments"])
+    roster, _ = parse_roster(tabs["Agents"], settings.assignment)   # its problems are the briefing's to report
+    sla = ticket_sla(tabs["Assignments"], load_catalogue(), pd.Timestamp(as_of_utc(key)), settings.progress)
+    full = over_capacity(tabs["Assignments"], roster, settings.progress)
+    label = f"{tick_of(key):%Y-%m-%d %H:%M} GST"
+    alerts = [m for m in (sla_breach_alert(sla, roster, label, settings.progress),
+                          capacity_warning(full, label, settings.progress)) if m is not None]
+    for message in alerts:   # each its own message, found again by (key, tick) on a re-run
+        slack.publish([message], key)
+    versions = lake.write("ticket_progress", {key: sla}, run_id=context.run.run_id)
+    return dg.MaterializeResult(metadata={
+        **partition_metadata(sla, lake.uri("ticket_progress", key)),
+        "open_tickets": len(sla),
+        **{f"sla_{band.lower()}": n for band, n in band_counts(sla).items()},
+        "agents_over_capacity": md_list([f"{r.agent}: {r.load} of {r.max_tickets}" for r in full.itertuples()]),
+        "alerts_posted": [m.key for m in alerts],
+        "lake_version": versions[key],
+        "preview": dg.MetadataValue.md(summary.preview(sla.head(20), ["order_id", "agent", "stuck_reason",
+                                                                     "hours_open", "sla_hours", "sla_band"])),
+    })
+
+
+triage_assets = [snapshot, qualification, scored_orders, assignment, briefing, ticket_progress]
