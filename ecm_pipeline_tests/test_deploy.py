@@ -337,8 +337,13 @@ def code_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subp
     (root / "dagster_home").mkdir()
     with open(log, "wb") as out:
         # Its own process group, ended as a whole.
+        # SIGINT back to its default. Dagster's server handles SIGTERM with Python's SIGINT handler,
+        # and Python installs none when it starts with SIGINT ignored — which a child inherits from a
+        # background shell job or a test process that ignores SIGINT — so SIGTERM would be ignored
+        # too (seen in full parallel runs). Under tini in the container SIGINT is never ignored.
         process = subprocess.Popen(argv, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         yield process, port, log
     finally:   # normally the last test has stopped it already
@@ -387,4 +392,8 @@ def test_the_image_command_serves_the_code_location_to_deploy_workspace_yaml(
 
     # A pod or task stop is a SIGTERM: the server ends cleanly, well within Kubernetes' 30 s grace.
     os.killpg(process.pid, signal.SIGTERM)
-    assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the code server was still running 30 s after SIGTERM:\n{log.read_text()[-3000:]}")
+    assert code == 0, log.read_text()[-3000:]
