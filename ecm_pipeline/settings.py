@@ -102,6 +102,7 @@ class ScheduleSettings(_Model):
     timezone: str = "Asia/Dubai"
     ticks: tuple[str, ...] = ("07:00", "14:00", "20:00")
     go_live: str = "2026-11-01-07:00"
+    grace_minutes: float = Field(default=45, ge=0)   # a tick counts as missed once this long has passed
 
     @property
     def cron(self) -> str:

@@ -4,6 +4,7 @@
     ecm triage [--partition KEY]        run the triage job in-process and print the briefing
     ecm check                           test the configuration and every connection
     ecm backfill --from KEY --to KEY    rebuild a range of past ticks and the history in one run
+    ecm health [--json]                 is the tick due by now triaged? (exit 0 ok, 1 late/missed, 2 failed, 3 never)
 
 A mistake or a failure the user can act on is one line on stderr and a non-zero exit (2 for bad
 input, 1 for a failed run); `--verbose` shows Dagster's log and the stack traces.

@@ -78,6 +78,20 @@ def _materialized(result) -> dict[str, dict]:
             for e in result.get_asset_materialization_events()}
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """One line (or JSON) on the tick that should be done by now; the exit code says which state."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from ecm_pipeline.health import health
+
+    grace = timedelta(minutes=load_settings().schedule.grace_minutes)
+    with open_instance() as instance:
+        state = health(instance, datetime.now(UTC), grace)
+    print(json.dumps(state.as_dict()) if args.json else state.line())
+    return state.exit_code
+
+
 def cmd_triage(args: argparse.Namespace) -> int:
     key = validated_key(args.partition) if args.partition else live_tick_key()
     with open_instance() as instance:
@@ -183,3 +197,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     triage.set_defaults(func=cmd_triage)
     check = sub.add_parser("check", help="test the configuration and every connection")
     check.set_defaults(func=cmd_check)
+    probe = sub.add_parser("health", help="is the tick that should be done by now triaged? one line and an exit "
+                                          "code (0 ok, 1 late or missed, 2 failed, 3 never) for a monitor")
+    probe.add_argument("--json", action="store_true", help="one JSON object instead of the line")
+    probe.set_defaults(func=cmd_health)

@@ -1,0 +1,106 @@
+"""`ecm health`: one line and an exit code for the tick that should be done by now, for an external
+monitor (a Kubernetes probe, a cron monitor) that must work when the daemon is down, which no
+sensor can notice. It reads the Dagster instance only: it starts no run and imports no Great
+Expectations.
+
+The tick judged is the live tick once its grace period (`schedule.grace_minutes`) has passed, else
+the tick before it, so a probe does not flap at every tick while the run is still in its window.
+Only runs of that tick itself count: a backfill or a range run never makes it look done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from ecm_pipeline.alerts import failure_of
+from ecm_pipeline.partitions import TIMEZONE, live_tick_key, tick_of, triage_partitions
+from ecm_pipeline.run_context import BACKFILL_TAG, RANGE_START
+
+PARTITION_TAG = "dagster/partition"
+EXIT_CODES = {"ok": 0, "late": 1, "missed": 1, "failed": 2, "never": 3}
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str          # ok, late, missed, failed, never
+    tick: str
+    detail: str
+    run_id: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.state]
+
+    def line(self) -> str:
+        return f"{self.state}: {self.detail}"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "exit_code": self.exit_code}
+
+
+def judged_tick(now: datetime, grace: timedelta) -> str:
+    """The tick whose triage should be done by `now`: the live tick once its grace has passed, else
+    the one before it."""
+    live = live_tick_key(now)
+    if now < tick_of(live) + grace:
+        window = triage_partitions.time_window_for_partition_key(live)
+        earlier = triage_partitions.get_prev_partition_window(window.start)
+        if earlier is not None:
+            return triage_partitions.get_partition_key_for_timestamp(earlier.start.timestamp())
+    return live
+
+
+def _local(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp, UTC).astimezone(TIMEZONE).strftime("%Y-%m-%d %H:%M") if stamp else "?"
+
+
+def tick_runs(instance: dg.DagsterInstance, tick: str) -> list[dg.RunRecord]:
+    """The runs of this tick itself (not backfills, not ranges), newest first."""
+    records = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: tick}))
+    return [r for r in records if BACKFILL_TAG not in r.dagster_run.tags and RANGE_START not in r.dagster_run.tags]
+
+
+def _briefing(instance: dg.DagsterInstance, run_id: str) -> str:
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization and materialization.asset_key == dg.AssetKey("slack_briefing"):
+            meta = {k: v.value for k, v in materialization.metadata.items()}
+            if meta.get("skipped"):
+                return f"briefing not posted: {meta.get('skipped_reason', '')}"
+            return "briefing posted" if meta.get("posted") else "briefing updated"
+    return "no briefing in that run"
+
+
+def health(instance: dg.DagsterInstance, now: datetime, grace: timedelta) -> Health:
+    tick = judged_tick(now, grace)
+    runs = tick_runs(instance, tick)
+    done = [r for r in runs if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS]
+    if done:
+        run = done[0]
+        return Health("ok", tick, f"tick {tick} triaged at {_local(run.end_time)} (run {run.dagster_run.run_id[:8]}); "
+                                  f"{_briefing(instance, run.dagster_run.run_id)}", run.dagster_run.run_id)
+    if runs and not runs[0].dagster_run.is_finished:
+        run = runs[0]
+        return Health("late", tick, f"tick {tick} not done {grace.total_seconds() / 60:g} min after it: run "
+                                    f"{run.dagster_run.run_id[:8]} {run.dagster_run.status.value} since "
+                                    f"{_local(run.start_time or run.create_timestamp.timestamp())}",
+                      run.dagster_run.run_id)
+    if runs:
+        run = runs[0].dagster_run
+        failure = failure_of(instance, run)
+        where = f"step {failure.step}" if failure.step else "the run"
+        error = failure.error.strip().splitlines()[0] if failure.error.strip() else "no error message"
+        return Health("failed", tick, f"tick {tick}: run {run.run_id[:8]} failed at {where}: {error}", run.run_id)
+    if not _ever_triaged(instance):
+        return Health("never", tick, "no triage run in this Dagster instance yet")
+    return Health("missed", tick, f"tick {tick} has no run {grace.total_seconds() / 60:g} min after it "
+                                  "(is the daemon running and the schedule on?)")
+
+
+def _ever_triaged(instance: dg.DagsterInstance) -> bool:
+    """Whether any run of a single tick (not a backfill) is in the instance's recent runs."""
+    return any(PARTITION_TAG in r.dagster_run.tags and BACKFILL_TAG not in r.dagster_run.tags
+               for r in instance.get_run_records(limit=200))
