@@ -8,6 +8,7 @@ import dagster as dg
 from ecm_pipeline.alerts import failure_alert_sensor
 from ecm_pipeline.assets import history_assets, triage_assets
 from ecm_pipeline.checks import quality_gates
+from ecm_pipeline.health import missed_tick_sensor
 from ecm_pipeline.jobs import triage_job, triage_schedule
 from ecm_pipeline.resources import environment_resources
 
@@ -16,7 +17,7 @@ defs = dg.Definitions(
     asset_checks=quality_gates,
     jobs=[triage_job],
     schedules=[triage_schedule],
-    sensors=[failure_alert_sensor],
+    sensors=[failure_alert_sensor, missed_tick_sensor],
     resources=environment_resources(),
     executor=dg.in_process_executor,
 )

@@ -1,7 +1,8 @@
-"""`ecm health`: one line and an exit code for the tick that should be done by now, for an external
-monitor (a Kubernetes probe, a cron monitor) that must work when the daemon is down, which no
-sensor can notice. It reads the Dagster instance only: it starts no run and imports no Great
-Expectations.
+"""Is the tick that should be done by now triaged? `ecm health` answers with one line and an exit
+code, for an external monitor (a Kubernetes probe, a cron monitor) that must work when the daemon is
+down, which no sensor can notice; it reads the Dagster instance only, starts no run and imports no
+Great Expectations. `missed_tick_sensor` asks the same question from the daemon and posts one
+`:warning: ECM triage missed the {tick} tick` per tick that is late or missed.
 
 The tick judged is the live tick once its grace period (`schedule.grace_minutes`) has passed, else
 the tick before it, so a probe does not flap at every tick while the run is still in its window.
@@ -16,8 +17,11 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from ecm_pipeline.alerts import failure_of
+from ecm_pipeline.domain.alerts import missed_tick_warning
 from ecm_pipeline.partitions import TIMEZONE, live_tick_key, tick_of, triage_partitions
+from ecm_pipeline.resources.slack import SlackDestinationResource
 from ecm_pipeline.run_context import BACKFILL_TAG, RANGE_START
+from ecm_pipeline.settings import load_settings
 
 PARTITION_TAG = "dagster/partition"
 EXIT_CODES = {"ok": 0, "late": 1, "missed": 1, "failed": 2, "never": 3}
@@ -104,3 +108,21 @@ def _ever_triaged(instance: dg.DagsterInstance) -> bool:
     """Whether any run of a single tick (not a backfill) is in the instance's recent runs."""
     return any(PARTITION_TAG in r.dagster_run.tags and BACKFILL_TAG not in r.dagster_run.tags
                for r in instance.get_run_records(limit=200))
+
+
+@dg.sensor(name="missed_tick_sensor", minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Posts ':warning: ECM triage missed the {tick} tick' once per tick when the tick due by now "
+                       "(schedule.grace_minutes after it) has no successful run: no run at all, or one still queued "
+                       "or running. A failed run is the failure alert's; a backfill never counts as the tick.")
+def missed_tick_sensor(context: dg.SensorEvaluationContext, slack: SlackDestinationResource) -> dg.SkipReason:
+    grace = timedelta(minutes=load_settings().schedule.grace_minutes)
+    state = health(context.instance, datetime.now(UTC), grace)
+    warned = set(filter(None, (context.cursor or "").split(",")))
+    if state.state not in ("late", "missed", "never"):
+        return dg.SkipReason(state.line())
+    if state.tick in warned:
+        return dg.SkipReason(f"already warned about {state.tick}: {state.line()}")
+    slack.publish([missed_tick_warning(state.tick, state.detail)], state.tick)
+    # The cursor remembers the last few ticks warned about; the message's identity covers the rest.
+    context.update_cursor(",".join(sorted(warned | {state.tick})[-9:]))
+    return dg.SkipReason(f"warned: {state.line()}")

@@ -15,7 +15,7 @@ import pytest
 from ecm_pipeline.assets import triage_assets
 from ecm_pipeline.checks import quality_gates
 from ecm_pipeline.cli import main
-from ecm_pipeline.health import health, judged_tick
+from ecm_pipeline.health import health, judged_tick, missed_tick_sensor
 from ecm_pipeline.partitions import tick_of
 from ecm_pipeline.resources import environment_resources
 from ecm_pipeline.resources.warehouse import WarehouseResource
@@ -78,3 +78,48 @@ def test_health_imports_no_great_expectations(ecm_env) -> None:
     probe = ("import sys\nfrom ecm_pipeline.cli import main\ncode = main(['health'])\n"
              "assert 'great_expectations' not in sys.modules\nsys.exit(0 if code == 3 else 1)")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=120).returncode == 0
+
+
+# --- the missed-tick sensor -------------------------------------------------------------------------
+
+
+def missed_warnings(home) -> list[str]:
+    calls = [json.loads(p.read_text()) for p in sorted((home / "outbox").glob("*.json"))] if (
+        home / "outbox").exists() else []
+    return [c["text"] for c in calls if c["metadata"]["event_payload"]["message"] == "missed_tick"]
+
+
+def evaluate(instance: dg.DagsterInstance, cursor: str | None = None) -> str | None:
+    """One evaluation of the missed-tick sensor, as the daemon runs it; returns the new cursor."""
+    context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                      resources={"slack": environment_resources()["slack"]})
+    missed_tick_sensor(context)
+    return context.cursor
+
+
+def test_a_missed_tick_is_warned_about_once_and_a_backfill_does_not_count(demo_env, settings_overlay) -> None:
+    home, key = demo_env
+    settings_overlay("schedule: {grace_minutes: 0}\n")   # the live tick is due at once
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize(key, instance, tags={"dagster/backfill": "b1"}).success   # never counts as the tick
+    cursor = evaluate(instance)
+    [warning] = missed_warnings(home)
+    assert warning.startswith(f":warning: ECM triage missed the {key} tick\n")
+    assert "no triage run in this Dagster instance yet" in warning   # only a backfill: as if none
+    calls = len(list((home / "outbox").glob("*.json")))
+    assert evaluate(instance, cursor) == cursor                       # evaluated again: nothing more
+    assert len(list((home / "outbox").glob("*.json"))) == calls
+
+
+def test_no_warning_after_a_successful_or_a_failed_run(demo_env, settings_overlay) -> None:
+    home, key = demo_env
+    settings_overlay("schedule: {grace_minutes: 0}\n")
+    instance = dg.DagsterInstance.ephemeral()
+    broken = {**environment_resources(), "warehouse": WarehouseResource(url="postgresql+psycopg2://u:pw@127.0.0.1:1/x")}
+    assert not dg.materialize([*triage_assets, *quality_gates], partition_key=key, resources=broken,
+                              instance=instance, run_config=QUIET, raise_on_error=False).success
+    evaluate(instance)                                                # failed: the failure alert's job
+    assert missed_warnings(home) == []
+    assert materialize(key, instance).success
+    evaluate(instance)
+    assert missed_warnings(home) == []

@@ -62,3 +62,13 @@ def failure_alert(failure: Failure, run_url: str, secrets: Iterable[str] = ()) -
         lines[2] = f"*Failed* {len(failure.assets)} assets, first {what.split(', ')[0]}{step}"
         text = "\n".join(lines)
     return Message(ALERT_KEY, text, sections(text))
+
+
+MISSED_KEY = "missed_tick"
+
+
+def missed_tick_warning(tick: str, detail: str) -> Message:
+    """`:warning: ECM triage missed the {tick} tick`, with what was found instead (no run, or a run
+    queued or started since when). One per tick: its key and the tick are its identity."""
+    text = f":warning: ECM triage missed the {escape(tick)} tick\n{escape(detail)}"
+    return Message(MISSED_KEY, text, sections(text))
