@@ -18,7 +18,7 @@ import dagster as dg
 
 from ecm_pipeline.alerts import failure_of
 from ecm_pipeline.domain.alerts import missed_tick_warning
-from ecm_pipeline.partitions import TIMEZONE, live_tick_key, tick_of, triage_partitions
+from ecm_pipeline.partitions import TIMEZONE, live_tick_key, previous_key, tick_of
 from ecm_pipeline.resources.slack import SlackDestinationResource
 from ecm_pipeline.run_context import BACKFILL_TAG, RANGE_START
 from ecm_pipeline.settings import load_settings
@@ -50,10 +50,7 @@ def judged_tick(now: datetime, grace: timedelta) -> str:
     the one before it."""
     live = live_tick_key(now)
     if now < tick_of(live) + grace:
-        window = triage_partitions.time_window_for_partition_key(live)
-        earlier = triage_partitions.get_prev_partition_window(window.start)
-        if earlier is not None:
-            return triage_partitions.get_partition_key_for_timestamp(earlier.start.timestamp())
+        return previous_key(live) or live
     return live
 
 

@@ -91,5 +91,12 @@ def keys_between(first: str, last: str, now: datetime | None = None) -> list[str
     return triage_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
 
 
+def previous_key(key: str) -> str | None:
+    """The tick before `key`, or None for the first partition."""
+    window = triage_partitions.time_window_for_partition_key(key)
+    earlier = triage_partitions.get_prev_partition_window(window.start)
+    return triage_partitions.get_partition_key_for_timestamp(earlier.start.timestamp()) if earlier else None
+
+
 def is_live(keys: Sequence[str], now: datetime | None = None) -> bool:
     return list(keys) == [live_tick_key(now)]

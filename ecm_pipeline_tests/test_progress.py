@@ -5,6 +5,7 @@ kind per tick however often the tick is run."""
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -18,6 +19,7 @@ from ecm_pipeline.domain.progress import (
     ticket_sla,
 )
 from ecm_pipeline.domain.tickets import ASSIGNMENT_COLUMNS
+from ecm_pipeline.partitions import previous_key
 from ecm_pipeline.settings import load_catalogue, load_settings
 from ecm_pipeline_tests.test_pipeline import materialize, metadata
 
@@ -91,10 +93,14 @@ def test_the_breach_alert_needs_three_breaches_and_stays_within_slack_limits() -
 
 def test_the_live_tick_posts_each_progress_alert_once(demo_env) -> None:
     home, key = demo_env
+    assert materialize(previous_key(key)).success      # the previous tick's backlog, for "self-healed"
     first = materialize(key)
     again = materialize(key)
     assert first.success and again.success
     meta = metadata(again, "ticket_progress")
+    briefing = metadata(again, "slack_briefing")["briefing"]
+    assert re.search(r"• \d+ self-healed since the last tick", briefing)
+    assert (f":hourglass: {meta['sla_breached']} open tickets past their SLA" in briefing) == (meta["sla_breached"] > 0)
     assert meta["open_tickets"] == sum(meta[f"sla_{b}"] for b in ("breached", "critical", "warning", "ok", "unknown"))
     lake = pd.read_parquet(home / "lake" / "ticket_progress" / f"{key}.parquet")
     assert len(lake) == meta["open_tickets"] > 0

@@ -14,7 +14,7 @@ from ecm_pipeline.domain.gate_frames import stacked, unstacked
 from ecm_pipeline.domain.history import backlog_breakdown, backlog_flow
 from ecm_pipeline.gates import read_checked
 from ecm_pipeline.metadata import column_schema, partition_metadata
-from ecm_pipeline.partitions import TIMEZONE, as_of_utc, triage_partitions
+from ecm_pipeline.partitions import TIMEZONE, as_of_utc, previous_key, triage_partitions
 from ecm_pipeline.resources.lake import LakeError, LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStoreResource
 from ecm_pipeline.run_context import partition_keys
@@ -27,13 +27,6 @@ CHART_FILE = "backlog_history.png"
 
 def charts_dir() -> Path:
     return ecm_home() / "charts"
-
-
-def previous_key(key: str) -> str | None:
-    """The tick before `key`, or None for the first partition."""
-    window = triage_partitions.time_window_for_partition_key(key)
-    earlier = triage_partitions.get_prev_partition_window(window.start)
-    return triage_partitions.get_partition_key_for_timestamp(earlier.start.timestamp()) if earlier else None
 
 
 def _read_or_none(lake: LakeResource, asset: str, key: str | None) -> pd.DataFrame | None:

@@ -8,6 +8,7 @@ for any other tick they record why they did nothing and succeed, so a backfill s
 
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -19,6 +20,7 @@ from ecm_pipeline.domain.assignment import plan_assignments, triage_outcome
 from ecm_pipeline.domain.briefing import briefing_messages, thread_orders, triage_figures
 from ecm_pipeline.domain.classification import attach_catalogue, classify
 from ecm_pipeline.domain.gate_frames import stacked, unstacked
+from ecm_pipeline.domain.history import backlog_flow
 from ecm_pipeline.domain.progress import (
     band_counts,
     capacity_warning,
@@ -45,8 +47,8 @@ from ecm_pipeline.metadata import (
     partition_metadata,
     stacked_columns,
 )
-from ecm_pipeline.partitions import TIMEZONE, as_of_utc, tick_of, triage_partitions
-from ecm_pipeline.resources.lake import LakeResource
+from ecm_pipeline.partitions import TIMEZONE, as_of_utc, previous_key, tick_of, triage_partitions
+from ecm_pipeline.resources.lake import LakeError, LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStore, AssignmentStoreResource
 from ecm_pipeline.resources.slack import SlackDestinationResource
 from ecm_pipeline.resources.warehouse import WarehouseResource
@@ -425,6 +427,10 @@ def briefing(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assig
     new_this_run = (materialized_in_run(context, "assignments") or {}).get("new_assignments", 0)
     figures = triage_figures(outcome, lake.read("disqualified_orders", key).frame, roster, tick_of(key), key,
                              settings.assignment.high_value_aed, announced, new_this_run, tuple(warnings))
+    as_of = pd.Timestamp(as_of_utc(key))
+    figures = replace(figures, self_healed=_self_healed(lake, key, as_of, tabs["Assignments"]),
+                      sla_breached=band_counts(ticket_sla(tabs["Assignments"], load_catalogue(), as_of,
+                                                          settings.progress))["BREACHED"])
     messages = briefing_messages(figures, announced, key, settings.slack.sheet_url, settings.categories.critical)
     lake.write("ticket_announcements", {key: ledger(announced, PENDING)}, run_id=context.run.run_id)
     try:
@@ -450,6 +456,20 @@ def briefing(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assig
     })
     yield dg.MaterializeResult(asset_key="ticket_announcements", metadata={
         **partition_metadata(announced, lake.uri("ticket_announcements", key)), "lake_version": versions[key]})
+
+
+def _self_healed(lake: LakeResource, key: str, as_of: pd.Timestamp, tickets: pd.DataFrame) -> int | None:
+    """Orders in the previous tick's backlog that left it with no ticket by this tick; None when the
+    previous tick's scored backlog is not in the lake."""
+    before = previous_key(key)
+    try:
+        previous = lake.read("scored_orders", before).frame if before else None
+    except LakeError:
+        previous = None
+    if previous is None:
+        return None
+    flow = backlog_flow(key, as_of, lake.read("scored_orders", key).frame, previous, before, tickets)
+    return int(flow["self_healed"].iloc[0])
 
 
 # --- ticket_progress ----------------------------------------------------------------------------

@@ -113,6 +113,8 @@ class TriageFigures:
     per_agent: pd.DataFrame        # agent_key, name, slack_handle, email, orders, high_value
     high_value_aed: float
     warnings: tuple[str, ...] = ()  # roster rows set aside, duplicates people typed into the Sheet
+    self_healed: int | None = None  # orders that left the backlog since the last tick with no ticket; None: unknown
+    sla_breached: int = 0           # open tickets past their SLA at the tick
 
 
 def thread_orders(outcome: pd.DataFrame, carried: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -177,6 +179,10 @@ def briefing_text(f: TriageFigures, sheet_url: str = "", critical_hours: float =
         f"• Currency mix: {mix or 'none'}",
         f"• Disqualified: {dq_total}" + (f" ({dq_top})" if dq_top else "") + f" · Monitoring only: {f.monitored}",
     ]
+    progress = ([f"{f.self_healed} self-healed since the last tick"] if f.self_healed is not None else []) + (
+        [f":hourglass: {f.sla_breached} open tickets past their SLA"] if f.sla_breached else [])
+    if progress:
+        lines.append("• " + " · ".join(progress))
     if f.overflow:
         lines.append(f"• :warning: Overflow: {f.overflow} orders unassigned — every active agent is at capacity")
     if f.carried_over:
