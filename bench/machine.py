@@ -22,25 +22,24 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def own_peak_rss_bytes() -> int | None:
-    """Peak RSS of this process's own address space (VmHWM), a cross-check of `ru_maxrss`."""
+def _proc_kib(path: str, field: str) -> int | None:
+    """A `Field:   N kB` line of a /proc file, in bytes; None off Linux."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def own_peak_rss_bytes() -> int | None:
+    """Peak RSS of this process's own address space (VmHWM), a cross-check of `ru_maxrss`."""
+    return _proc_kib("/proc/self/status", "VmHWM")
 
 
 def total_memory_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return _proc_kib("/proc/meminfo", "MemTotal")
 
 
 def load_average() -> str:

@@ -10,17 +10,20 @@ whichever comes second, and a sensor evaluated again, updates the one alert inst
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 
 import dagster as dg
 
 from ecm_pipeline.domain.alerts import Failure, failure_alert
 from ecm_pipeline.resources.slack import Delivery, SlackDestinationResource
-from ecm_pipeline.run_context import RANGE_END, RANGE_START, why_not_live
+from ecm_pipeline.run_context import run_ticks, started_at, why_not_live
 from ecm_pipeline.settings import load_settings
 
 # Values that must never reach Slack even if a library puts them in an error message.
 SECRET_VARIABLES = ("REDSHIFT_PASSWORD", "SLACK_BOT_TOKEN", "GOOGLE_SERVICE_ACCOUNT_JSON", "AWS_SECRET_ACCESS_KEY")
+
+
+def secret_values() -> list[str]:
+    return [os.environ.get(name, "") for name in SECRET_VARIABLES]
 
 
 def step_error(data) -> str:
@@ -47,8 +50,7 @@ def failure_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Failure:
     for event in _events(instance, run.run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED):
         check = event.event_specific_data
         produces.setdefault(event.step_key, []).append(f"{check.asset_key.to_user_string()}.{check.check_name}")
-    tick = run.tags.get("dagster/partition") or (
-        f"{run.tags[RANGE_START]}...{run.tags[RANGE_END]}" if RANGE_START in run.tags else "")
+    tick = "...".join(run_ticks(run.tags))
     failures = _events(instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)
     if failures:
         first = failures[0]
@@ -61,14 +63,10 @@ def failure_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Failure:
 
 def alert_withheld(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
     """Why a failed run gets no alert (SPEC §9: past partitions and backfills never post), or None."""
-    tick = run.tags.get("dagster/partition")
-    keys = [tick] if tick else ([run.tags[RANGE_START], run.tags[RANGE_END]] if RANGE_START in run.tags else [])
+    keys = run_ticks(run.tags)
     if not keys:
         return None   # not a tick's run (a job without partitions): its failure is news
-    record = instance.get_run_record_by_id(run.run_id)
-    stamp = (record.start_time or record.create_timestamp.timestamp()) if record else None
-    started = datetime.fromtimestamp(stamp, UTC) if stamp else datetime.now(UTC)
-    return why_not_live(run.tags, keys, started)
+    return why_not_live(run.tags, keys, started_at(instance, run.run_id))
 
 
 def post_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun,
@@ -77,7 +75,7 @@ def post_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun,
     if alert_withheld(instance, run):
         return None
     url = f"{load_settings().alerts.dagster_ui_url.rstrip('/')}/runs/{run.run_id}"
-    secrets = [os.environ.get(name, "") for name in SECRET_VARIABLES]
+    secrets = secret_values()
     [delivery] = slack.publish([failure_alert(failure_of(instance, run), url, secrets)], run.run_id)
     return delivery
 

@@ -16,14 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from ecm_pipeline.alerts import failure_of
-from ecm_pipeline.domain.alerts import missed_tick_warning
+from ecm_pipeline.alerts import failure_of, secret_values
+from ecm_pipeline.domain.alerts import first_line, missed_tick_warning, redacted
 from ecm_pipeline.partitions import TIMEZONE, live_tick_key, previous_key, tick_of
 from ecm_pipeline.resources.slack import SlackDestinationResource
-from ecm_pipeline.run_context import BACKFILL_TAG, RANGE_START
+from ecm_pipeline.run_context import BACKFILL_TAG, PARTITION_TAG, RANGE_START, run_materialization
 from ecm_pipeline.settings import load_settings
 
-PARTITION_TAG = "dagster/partition"
 EXIT_CODES = {"ok": 0, "late": 1, "missed": 1, "failed": 2, "never": 3}
 
 
@@ -65,14 +64,12 @@ def tick_runs(instance: dg.DagsterInstance, tick: str) -> list[dg.RunRecord]:
 
 
 def _briefing(instance: dg.DagsterInstance, run_id: str) -> str:
-    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
-        materialization = record.event_log_entry.asset_materialization
-        if materialization and materialization.asset_key == dg.AssetKey("slack_briefing"):
-            meta = {k: v.value for k, v in materialization.metadata.items()}
-            if meta.get("skipped"):
-                return f"briefing not posted: {meta.get('skipped_reason', '')}"
-            return "briefing posted" if meta.get("posted") else "briefing updated"
-    return "no briefing in that run"
+    meta = run_materialization(instance, run_id, "slack_briefing")
+    if meta is None:
+        return "no briefing in that run"
+    if meta.get("skipped"):
+        return f"briefing not posted: {meta.get('skipped_reason', '')}"
+    return "briefing posted" if meta.get("posted") else "briefing updated"
 
 
 def health(instance: dg.DagsterInstance, now: datetime, grace: timedelta) -> Health:
@@ -93,8 +90,8 @@ def health(instance: dg.DagsterInstance, now: datetime, grace: timedelta) -> Hea
         run = runs[0].dagster_run
         failure = failure_of(instance, run)
         where = f"step {failure.step}" if failure.step else "the run"
-        error = failure.error.strip().splitlines()[0] if failure.error.strip() else "no error message"
-        return Health("failed", tick, f"tick {tick}: run {run.run_id[:8]} failed at {where}: {error}", run.run_id)
+        return Health("failed", tick, f"tick {tick}: run {run.run_id[:8]} failed at {where}: "
+                                      f"{first_line(redacted(failure.error, secret_values()))}", run.run_id)
     if not _ever_triaged(instance):
         return Health("never", tick, "no triage run in this Dagster instance yet")
     return Health("missed", tick, f"tick {tick} has no run {grace.total_seconds() / 60:g} min after it "

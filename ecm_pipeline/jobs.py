@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ecm_pipeline.assets import GROUP, HISTORY_GROUP
+from ecm_pipeline.assets import GROUP, HISTORY_GROUP, LIVE_TICK_TAG
 from ecm_pipeline.partitions import triage_partitions
 
 TRIAGE_JOB = "ecm_triage"
@@ -25,7 +25,7 @@ triage_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 # What a backfill rebuilds (SPEC §10): the snapshot to the scored backlog and the history. The
-# assignment and the briefing act for the live tick only, so a backfill leaves them out.
+# steps that act for the live tick only (the assignment, the briefing, ticket progress) say so in
+# their tags, and a backfill leaves them out.
 BACKFILL_SELECTION = (dg.AssetSelection.groups(GROUP, HISTORY_GROUP)
-                      - dg.AssetSelection.assets("assignments", "assignment_agents", "slack_briefing",
-                                                 "ticket_announcements", "ticket_progress"))
+                      - dg.AssetSelection.tag(*LIVE_TICK_TAG))

@@ -15,6 +15,7 @@ import dagster as dg
 from ecm_pipeline.partitions import PartitionKeyError, live_tick_key, triage_partitions, validated_key
 
 BACKFILL_TAG = "dagster/backfill"
+PARTITION_TAG = "dagster/partition"
 # The tags Dagster gives a run over a range of partitions (a single-run backfill).
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -42,9 +43,21 @@ def partition_keys(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCon
 
 
 def run_started(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> datetime:
-    record = context.instance.get_run_record_by_id(context.run.run_id)
+    return started_at(context.instance, context.run.run_id)
+
+
+def started_at(instance: dg.DagsterInstance, run_id: str) -> datetime:
+    """When a run started (created, if it has not started yet); now for a run the instance lacks."""
+    record = instance.get_run_record_by_id(run_id)
     stamp = (record.start_time or record.create_timestamp.timestamp()) if record else None
     return datetime.fromtimestamp(stamp, UTC) if stamp else datetime.now(UTC)
+
+
+def run_ticks(tags: Mapping[str, str]) -> list[str]:
+    """The ticks a run's tags name: its partition, the two ends of its range, or none."""
+    if PARTITION_TAG in tags:
+        return [tags[PARTITION_TAG]]
+    return [tags[RANGE_START], tags[RANGE_END]] if RANGE_START in tags else []
 
 
 def side_effects_blocked(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
@@ -69,10 +82,13 @@ def why_not_live(tags: Mapping[str, str], keys: list[str], started: datetime) ->
 def materialized_in_run(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
                         asset: str) -> dict | None:
     """The metadata of `asset`'s materialization in this run (its last one), or None."""
-    records = context.instance.get_records_for_run(
-        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    return run_materialization(context.instance, context.run.run_id, asset)
+
+
+def run_materialization(instance: dg.DagsterInstance, run_id: str, asset: str) -> dict | None:
+    """The metadata of `asset`'s last materialization in a run, or None."""
     found = None
-    for record in records:
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
         materialization = record.event_log_entry.asset_materialization
         if materialization and materialization.asset_key == dg.AssetKey(asset):
             found = {k: v.value for k, v in materialization.metadata.items()}

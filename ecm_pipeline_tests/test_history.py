@@ -17,18 +17,16 @@ import pytest
 
 from ecm_pipeline.cli import main
 from ecm_pipeline.demo import as_of, generate_world, seed_sheet, write_warehouse
-from ecm_pipeline.domain.classification import attach_catalogue, classify
 from ecm_pipeline.domain.history import backlog_breakdown, backlog_flow, daily_flow
-from ecm_pipeline.domain.qualification import qualify
 from ecm_pipeline.domain.scoring import score
+from ecm_pipeline.domain.tickets import first_ticket_at
 from ecm_pipeline.gates import gate_problems
 from ecm_pipeline.partitions import as_of_utc, triage_partitions
 from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import LocalSheetStore
-from ecm_pipeline.resources.warehouse import WarehouseResource
 from ecm_pipeline.settings import load_catalogue, load_settings
-from ecm_pipeline.snapshot import take_snapshot
 from ecm_pipeline_tests.conftest import copy_demo
+from ecm_pipeline_tests.test_demo import triage_at
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LAKE_ASSETS = ("stuck_orders", "excluded_orders", "qualified_orders", "disqualified_orders", "scored_orders",
@@ -55,10 +53,8 @@ SEED, SCALE, DAYS = 5, 0.2, 9.0
 
 def live_view(path: Path, tick: str) -> pd.DataFrame:
     """What a live run on this warehouse at this tick scores: order ids, reasons and priorities."""
-    settings = load_settings()
-    snap = take_snapshot(WarehouseResource(url=f"duckdb:///{path}"), as_of_utc(tick), settings)
-    qualified, _ = qualify(attach_catalogue(classify(snap.candidates)), settings.qualification)
-    scored = score(qualified, pd.Timestamp(as_of_utc(tick)), settings.scoring)
+    qualified, _ = triage_at(path, as_of_utc(tick))
+    scored = score(qualified, pd.Timestamp(as_of_utc(tick)), load_settings().scoring)
     return scored.set_index("order_id")[["stuck_reason", "priority"]].sort_index()
 
 
@@ -204,12 +200,13 @@ def test_a_flow_tells_self_healed_orders_from_worked_ones() -> None:
     now = scored(("C", "stuck_at_lulu", 300.0), ("D", "refund_pending", 50.0))
     tickets = pd.DataFrame({"Order ID": ["B", "A"], "Assigned At": ["2026-11-21 09:00:00+00:00",
                                                                     "2026-11-21 11:00:00+00:00"]})
-    [flow] = backlog_flow("2026-11-21-14:00", tick, now, before, "2026-11-21-07:00", tickets).to_dict("records")
+    first_ticket = first_ticket_at(tickets)
+    [flow] = backlog_flow("2026-11-21-14:00", tick, now, before, "2026-11-21-07:00", first_ticket).to_dict("records")
     # A and B left; B had a ticket by the tick, A's ticket came after it: A healed by itself.
     assert (flow["entered"], flow["left"], flow["self_healed"], flow["self_heal_rate"]) == (1, 2, 1, 0.5)
     assert flow["backlog"] == 2 and flow["value_at_risk_aed"] == 350.0
 
-    [first] = backlog_flow("2026-11-21-14:00", tick, now, None, None, tickets).to_dict("records")
+    [first] = backlog_flow("2026-11-21-14:00", tick, now, None, None, first_ticket).to_dict("records")
     assert pd.isna(first["entered"]) and first["compared_with"] == ""
 
     breakdown = backlog_breakdown(now.assign(partition_key="2026-11-21-14:00"), {"2026-11-21-14:00": tick},

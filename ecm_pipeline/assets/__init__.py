@@ -3,6 +3,6 @@ built from it."""
 
 from ecm_pipeline.assets.history import GROUP as HISTORY_GROUP
 from ecm_pipeline.assets.history import history_assets
-from ecm_pipeline.assets.triage import GROUP, triage_assets
+from ecm_pipeline.assets.triage import GROUP, LIVE_TICK_TAG, triage_assets
 
-__all__ = ["GROUP", "HISTORY_GROUP", "history_assets", "triage_assets"]
+__all__ = ["GROUP", "HISTORY_GROUP", "LIVE_TICK_TAG", "history_assets", "triage_assets"]

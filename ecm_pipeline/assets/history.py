@@ -12,10 +12,11 @@ import pandas as pd
 from ecm_pipeline.charts import backlog_chart
 from ecm_pipeline.domain.gate_frames import stacked, unstacked
 from ecm_pipeline.domain.history import backlog_breakdown, backlog_flow
+from ecm_pipeline.domain.tickets import first_ticket_at
 from ecm_pipeline.gates import read_checked
 from ecm_pipeline.metadata import column_schema, partition_metadata
 from ecm_pipeline.partitions import TIMEZONE, as_of_utc, previous_key, triage_partitions
-from ecm_pipeline.resources.lake import LakeError, LakeResource
+from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStoreResource
 from ecm_pipeline.run_context import partition_keys
 from ecm_pipeline.settings import ecm_home, load_catalogue, load_settings
@@ -27,15 +28,6 @@ CHART_FILE = "backlog_history.png"
 
 def charts_dir() -> Path:
     return ecm_home() / "charts"
-
-
-def _read_or_none(lake: LakeResource, asset: str, key: str | None) -> pd.DataFrame | None:
-    if key is None:
-        return None
-    try:
-        return lake.read(asset, key).frame
-    except LakeError:
-        return None
 
 
 def _spec(key: str, description: str, deps: list[str]) -> dg.AssetSpec:
@@ -64,16 +56,17 @@ def history(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assign
     keys = partition_keys(context)
     inputs = read_checked(context, lake, "scored_orders", keys, "build the backlog history")
     # Read, never written: which orders had a ticket by each tick tells self-healing from work done.
-    tickets = sheet.store().read_tab("Assignments")
+    first_ticket = first_ticket_at(sheet.store().read_tab("Assignments"))
     ticks = {k: pd.Timestamp(as_of_utc(k)) for k in keys}
     frames = {k: f.frame for k, f in inputs.items()}
     breakdown = unstacked(backlog_breakdown(stacked(frames), ticks, catalogue), keys, keep_partition=True)
     flows = {}
     before = previous_key(keys[0])
-    previous = _read_or_none(lake, "scored_orders", before)
+    found = lake.find("scored_orders", before)
+    previous = found.frame if found else None
     for key in keys:
         flows[key] = backlog_flow(key, ticks[key], frames[key], previous, before if previous is not None else None,
-                                  tickets)
+                                  first_ticket)
         before, previous = key, frames[key]
     run_id = context.run.run_id
     lineage = {k: {"scored_orders": inputs[k].version} for k in keys}

@@ -34,6 +34,7 @@ from ecm_pipeline.domain.scoring import score
 from ecm_pipeline.domain.tickets import (
     ASSIGNED_AT_FORMAT,
     TICKET_KEY,
+    first_ticket_at,
     human_duplicates,
     order_ids,
     pipeline_copies,
@@ -48,7 +49,7 @@ from ecm_pipeline.metadata import (
     stacked_columns,
 )
 from ecm_pipeline.partitions import TIMEZONE, as_of_utc, previous_key, tick_of, triage_partitions
-from ecm_pipeline.resources.lake import LakeError, LakeResource
+from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStore, AssignmentStoreResource
 from ecm_pipeline.resources.slack import SlackDestinationResource
 from ecm_pipeline.resources.warehouse import WarehouseResource
@@ -59,6 +60,9 @@ from ecm_pipeline.snapshot import take_snapshots
 GROUP = "ecm_triage"
 OWNERS = ["team:ecm-ops"]
 PARTITIONED = {"partitions_def": triage_partitions, "backfill_policy": dg.BackfillPolicy.single_run()}
+# The steps that act for the live tick only (they write the Sheet or post); a backfill leaves them out.
+LIVE_TICK_TAG = ("ecm/live_tick_only", "true")
+LIVE_TICK_ONLY = dict([LIVE_TICK_TAG])
 _settings = load_settings()
 SLACK_RETRY = dg.RetryPolicy(max_retries=_settings.slack.retries, delay=_settings.slack.retry_delay_seconds,
                              backoff=dg.Backoff.EXPONENTIAL)
@@ -295,10 +299,10 @@ def remove_pipeline_copies(context: dg.AssetExecutionContext, store: AssignmentS
               "order that already has an open ticket; plus the outcome of every actionable order of the tick "
               "(assigned, already assigned, monitor only, overflow). Writes the Sheet for the live tick only.",
               kinds={"googlesheets", "pandas", "parquet"}, deps=["scored_orders"],
-              tags={"ecm/writes": "sheet"}),
+              tags={"ecm/writes": "sheet", **LIVE_TICK_ONLY}),
         _spec("assignment_agents", "Per agent of the roster for the tick: open tickets before, room, tickets and "
               "high-value tickets given now (what the fairness gate checks).",
-              kinds={"pandas", "parquet"}, deps=["scored_orders"]),
+              kinds={"pandas", "parquet"}, deps=["scored_orders"], tags=LIVE_TICK_ONLY),
     ],
     pool="ecm_assignment_store",
     **PARTITIONED,
@@ -395,10 +399,10 @@ def announced_before(lake: LakeResource, slack: SlackDestinationResource, key: s
               "disqualified and monitored counts, overflow and who got what, with one thread reply per agent "
               "listing their orders, including any earlier ticket never announced. Re-running a tick updates its "
               "briefing instead of posting a second one. Posts for the live tick only.",
-              kinds={"slack"}, deps=["assignments"], tags={"ecm/writes": "slack"}),
+              kinds={"slack"}, deps=["assignments"], tags={"ecm/writes": "slack", **LIVE_TICK_ONLY}),
         _spec("ticket_announcements", "Which tickets each briefing announced (order, triage run, agent): the "
               "ledger that makes every ticket reach its agent exactly once, even across a Slack outage.",
-              kinds={"parquet"}, deps=["assignments"]),
+              kinds={"parquet"}, deps=["assignments"], tags=LIVE_TICK_ONLY),
     ],
     retry_policy=SLACK_RETRY,
     **PARTITIONED,
@@ -462,20 +466,19 @@ def _self_healed(lake: LakeResource, key: str, as_of: pd.Timestamp, tickets: pd.
     """Orders in the previous tick's backlog that left it with no ticket by this tick; None when the
     previous tick's scored backlog is not in the lake."""
     before = previous_key(key)
-    try:
-        previous = lake.read("scored_orders", before).frame if before else None
-    except LakeError:
-        previous = None
+    previous = lake.find("scored_orders", before)
     if previous is None:
         return None
-    flow = backlog_flow(key, as_of, lake.read("scored_orders", key).frame, previous, before, tickets)
+    flow = backlog_flow(key, as_of, lake.read("scored_orders", key).frame, previous.frame, before,
+                        first_ticket_at(tickets))
     return int(flow["self_healed"].iloc[0])
 
 
 # --- ticket_progress ----------------------------------------------------------------------------
 
 @dg.asset(deps=["assignments"], kinds={"pandas", "parquet", "slack"}, group_name=GROUP, owners=OWNERS,
-          tags={"ecm/stage": "triage"}, retry_policy=SLACK_RETRY, **PARTITIONED)
+          tags={"ecm/stage": "triage", "ecm/writes": "slack", **LIVE_TICK_ONLY}, retry_policy=SLACK_RETRY,
+          **PARTITIONED)
 def ticket_progress(context: dg.AssetExecutionContext, lake: LakeResource, sheet: AssignmentStoreResource,
                     slack: SlackDestinationResource) -> dg.MaterializeResult:
     """Where the open tickets stand at the tick: each one's SLA (from Assigned At, with the
@@ -496,8 +499,9 @@ def ticket_progress(context: dg.AssetExecutionContext, lake: LakeResource, sheet
     label = f"{tick_of(key):%Y-%m-%d %H:%M} GST"
     alerts = [m for m in (sla_breach_alert(sla, roster, label, settings.progress),
                           capacity_warning(full, label, settings.progress)) if m is not None]
+    channel = slack.conversation() if alerts else None   # one client for both alerts
     for message in alerts:   # each its own message, found again by (key, tick) on a re-run
-        slack.publish([message], key)
+        channel.publish([message], key)
     versions = lake.write("ticket_progress", {key: sla}, run_id=context.run.run_id)
     return dg.MaterializeResult(metadata={
         **partition_metadata(sla, lake.uri("ticket_progress", key)),

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ecm_pipeline.domain.tickets import assigned_at_utc, order_ids
 from ecm_pipeline.settings import Catalogue
 
 HISTORY_COLUMNS = ["partition_key", "tick", "stuck_reason", "family", "currency", "priority", "orders",
@@ -38,10 +37,11 @@ def backlog_breakdown(scored: pd.DataFrame, ticks: Mapping[str, pd.Timestamp], c
 
 
 def backlog_flow(key: str, tick: pd.Timestamp, scored: pd.DataFrame, previous: pd.DataFrame | None,
-                 previous_key: str | None, tickets: pd.DataFrame) -> pd.DataFrame:
+                 previous_key: str | None, first_ticket: pd.Series) -> pd.DataFrame:
     """One row: the tick's backlog and how it moved since `previous` (the previous tick's scored
     backlog, None when the lake does not have it). An order that left counts as self-healed when no
-    ticket for it had been assigned by the tick (`tickets`: the Assignments tab, any status)."""
+    ticket for it had been assigned by the tick (`first_ticket`: `tickets.first_ticket_at` of the
+    Assignments tab)."""
     now = set(scored["order_id"])
     row = {"partition_key": key, "tick": tick, "backlog": len(scored),
            "value_at_risk_aed": round(float(scored["amount_aed"].sum()), 2) if len(scored) else 0.0,
@@ -52,9 +52,7 @@ def backlog_flow(key: str, tick: pd.Timestamp, scored: pd.DataFrame, previous: p
     else:
         before = set(previous["order_id"])
         left = before - now
-        stamps = assigned_at_utc(tickets)
-        ticketed = set(order_ids(tickets[stamps.isna() | (stamps <= tick)]))
-        healed = left - ticketed
+        healed = left - set(first_ticket.index[first_ticket <= tick])
         row |= {"entered": len(now - before), "left": len(left), "self_healed": len(healed),
                 "self_heal_rate": round(len(healed) / len(left), 4) if left else 0.0}
     return pd.DataFrame([row], columns=FLOW_COLUMNS).astype({"tick": "datetime64[us]"})

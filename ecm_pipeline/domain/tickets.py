@@ -126,6 +126,14 @@ def assigned_at_utc(tab: pd.DataFrame) -> pd.Series:
     return stamps.dt.tz_localize(None)
 
 
+def first_ticket_at(tab: pd.DataFrame) -> pd.Series:
+    """Per order id, when its first ticket (any status) was assigned, naive UTC; a row whose Assigned
+    At is not a time the pipeline wrote counts as assigned long ago (`Timestamp.min`). Read once,
+    asked for many ticks."""
+    stamps = assigned_at_utc(tab).fillna(pd.Timestamp.min)
+    return stamps.groupby(order_ids(tab).to_numpy()).min()
+
+
 def tickets_open_at(tab: pd.DataFrame, as_of: pd.Timestamp | None = None,
                     closed_at: pd.Series | None = None) -> pd.DataFrame:
     """The tickets that were with someone at `as_of` (naive UTC; now when None): assigned at or

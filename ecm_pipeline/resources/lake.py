@@ -176,6 +176,12 @@ class LakeResource(dg.ConfigurableResource):
         meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
         return LakeFrame(table.to_pandas(), meta.get("version", ""), meta.get("lineage", {}), meta.get("run_id", ""))
 
+    def find(self, asset: str, partition_key: str | None) -> LakeFrame | None:
+        """The partition's file, or None when the lake has none (an unreadable file still raises)."""
+        if partition_key is None or not self.path(asset, partition_key).exists():
+            return None
+        return self.read(asset, partition_key)
+
     def read_many(self, asset: str, partition_keys: Iterable[str]) -> dict[str, LakeFrame]:
         keys = list(partition_keys)
         return dict(zip(keys, _in_parallel(lambda key: self.read(asset, key), ((k,) for k in keys)), strict=True))
