@@ -139,6 +139,23 @@ def take_snapshot(warehouse: Warehouse, as_of: datetime, settings: Settings) -> 
 
 
 
+@cache
+def _order_states_sql(with_history: bool) -> str:
+    template = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False).from_string(
+        package_file("ecm_pipeline.sql", "order_states.sql").read_text())
+    return template.render(with_history=with_history)
+
+
+def order_states(warehouse: Warehouse, order_ids: Sequence[str], as_of: datetime) -> pd.DataFrame:
+    """The status and sub_state of these orders as of `as_of` (naive UTC), one query; orders the
+    warehouse does not know (or not yet at `as_of`) are absent."""
+    ids = sorted({str(i) for i in order_ids})
+    if not ids:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ("order_id", "status", "sub_state", "approximate")})
+    has_history = HISTORY_TABLE in warehouse.tables([HISTORY_TABLE])
+    return warehouse.query(_order_states_sql(has_history), {"order_ids": ids, "as_of": as_of})
+
+
 def data_span(warehouse: Warehouse) -> tuple[datetime, datetime] | None:
     """When the warehouse's orders begin and its newest order change (naive UTC), or None if it holds
     no order: what a backfill can describe."""

@@ -8,7 +8,7 @@ from ecm_pipeline.definitions import defs
 
 ASSETS = ["stuck_orders", "qualified_orders", "scored_orders", "assignments", "slack_briefing"]
 SIDE_TABLES = {"excluded_orders": "stuck_orders", "disqualified_orders": "stuck_orders",
-               "assignment_agents": "scored_orders", "ticket_announcements": "assignments"}
+               "assignment_agents": "scored_orders", "ticket_announcements": "assignments", "self_healed_tickets": "stuck_orders"}
 
 
 def test_definitions_load() -> None:
@@ -23,7 +23,8 @@ def test_lineage_is_a_chain() -> None:
     graph = defs.resolve_asset_graph()
     for upstream, downstream in zip(ASSETS, ASSETS[1:], strict=False):
         parents = {k.to_user_string() for k in graph.get(dg.AssetKey(downstream)).parent_keys}
-        assert parents == {upstream}
+        # Tickets whose orders completed are closed before the tick assigns, freeing their agents' room.
+        assert parents == {upstream} | ({"self_healed_tickets"} if downstream == "assignments" else set())
 
 
 def test_every_table_the_lake_holds_is_an_asset_in_the_graph() -> None:

@@ -302,6 +302,18 @@ def test_permission_errors_are_not_retried(fake: FakeSheets, key_json: str) -> N
     assert ops(fake)["batchGet"] == 1
 
 
+def test_update_rows_is_a_compare_and_set_in_a_constant_number_of_calls(fake: FakeSheets, key_json: str) -> None:
+    store = sheet(fake, key_json).store()
+    store.append_rows("Assignments", assignment_rows(30))
+    tab = store.read_tab("Assignments")
+    fake.tabs["Assignments"][3][3] = "IN_PROGRESS"        # someone started row 3 after the read
+    before = sum(ops(fake).values())
+    changed = store.update_rows("Assignments", tab, ["Order ID", "Status"], {"Status": "RESOLVED"})
+    assert changed == 29 and sum(ops(fake).values()) - before <= 5
+    statuses = store.read_tab("Assignments")["Status"].tolist()
+    assert statuses[2] == "IN_PROGRESS" and statuses.count("RESOLVED") == 29
+
+
 def test_api_calls_do_not_grow_with_rows(key_json: str) -> None:
     counts = []
     for size in (10, 1_000):

@@ -7,19 +7,23 @@ from __future__ import annotations
 import json
 import re
 
+import duckdb
 import pandas as pd
 import pytest
 
 from ecm_pipeline.domain.briefing import MAIN_LIMIT
 from ecm_pipeline.domain.progress import (
+    SELF_HEALED,
     capacity_warning,
     over_capacity,
+    resolution_rows,
     sla_band,
     sla_breach_alert,
     ticket_sla,
 )
 from ecm_pipeline.domain.tickets import ASSIGNMENT_COLUMNS
-from ecm_pipeline.partitions import previous_key
+from ecm_pipeline.partitions import as_of_utc, previous_key
+from ecm_pipeline.resources.sheet import LocalSheetStore
 from ecm_pipeline.settings import load_catalogue, load_settings
 from ecm_pipeline_tests.test_pipeline import materialize, metadata
 
@@ -119,3 +123,56 @@ def test_a_past_tick_computes_no_progress(demo_env) -> None:
     result = materialize(key, tags={"dagster/backfill": "b2"})
     assert metadata(result, "ticket_progress")["skipped"] is True
     assert not (home / "lake" / "ticket_progress").exists()
+
+
+def _complete(home, order_ids: list[str], at: pd.Timestamp) -> None:
+    """These orders reached COMPLETED in GOMS at `at` (naive UTC), as the warehouse records it."""
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        for order_id in order_ids:
+            con.execute("UPDATE orders_goms SET status = 'COMPLETED', sub_state = 'COMPLETED', updated_at = ? "
+                        "WHERE order_id = ?", [at, order_id])
+            con.execute("INSERT INTO orders_goms_history VALUES (?, 'COMPLETED', 'COMPLETED', ?)", [order_id, at])
+
+
+def test_an_order_completed_after_assignment_is_self_healed_exactly_once(demo_env) -> None:
+    home, key = demo_env
+    assert materialize(key).success
+    store = LocalSheetStore(home / "sheet.sqlite")
+    tab = store.read_tab("Assignments")
+    mine = tab[(tab["Triage Run"] == key) & (tab["Status"] == "OPEN")]
+    done = mine["Order ID"].head(3).tolist()
+    _complete(home, done, pd.Timestamp(as_of_utc(key)) - pd.Timedelta(minutes=5))
+    # A run that died between recording the first resolution and closing its ticket.
+    first = mine[mine["Order ID"] == done[0]]
+    catalogue = load_catalogue()
+    store.append_rows("Resolutions", resolution_rows(first, pd.Timestamp(as_of_utc(key)), "t", "earlier run",
+                                                     SELF_HEALED, catalogue))
+
+    healed = materialize(key)
+    again = materialize(key)
+    assert healed.success and again.success
+    assert metadata(healed, "self_healed_tickets")["tickets_self_healed"] == 3
+    assert metadata(healed, "self_healed_tickets")["resolutions_appended"] == 2
+    assert metadata(again, "self_healed_tickets")["tickets_self_healed"] == 0
+    tabs = store.read_tabs(["Assignments", "Resolutions"])
+    after = tabs["Assignments"].set_index("Order ID")
+    assert (after.loc[done, "Status"] == "RESOLVED").all()
+    resolutions = tabs["Resolutions"]
+    assert sorted(resolutions["Order ID"]) == sorted(done)          # one row per ticket, none twice
+    assert set(resolutions["Resolution Type"]) == {SELF_HEALED}
+    row = resolutions[resolutions["Order ID"] == done[1]].iloc[0]
+    assert row["Triage Run"] == key and row["SLA Status"] in ("MET", "MISSED") and int(row["Resolution Minutes"]) >= 0
+    assert int(row["SLA Target Minutes"]) == catalogue.reasons[row["Stuck Reason"]].sla_hours * 60
+    # A freed order is not handed out again: it is no longer stuck.
+    assert not any(tabs["Assignments"]["Order ID"].isin(done) & (tabs["Assignments"]["Status"] == "OPEN"))
+
+
+def test_resolution_rows_say_met_or_missed_against_the_reason_sla() -> None:
+    catalogue = load_catalogue()
+    reason = next(name for name, r in catalogue.reasons.items() if r.sla_hours == 24)
+    tab = tickets(("M1", "a@x.example", 24.0, reason), ("M2", "a@x.example", 24.1, reason),
+                  ("M3", "a@x.example", 1.0, "typed by hand"))
+    rows = resolution_rows(tab, TICK, "stamp", "n", SELF_HEALED, catalogue).set_index("Order ID")
+    assert rows.loc["M1", "SLA Status"] == "MET" and rows.loc["M1", "Resolution Minutes"] == "1440"
+    assert rows.loc["M2", "SLA Status"] == "MISSED"
+    assert rows.loc["M3", "SLA Status"] == "" and rows.loc["M3", "SLA Target Minutes"] == ""

@@ -22,9 +22,13 @@ from ecm_pipeline.domain.classification import attach_catalogue, classify
 from ecm_pipeline.domain.gate_frames import stacked, unstacked
 from ecm_pipeline.domain.history import backlog_flow
 from ecm_pipeline.domain.progress import (
+    RESOLVED,
+    SELF_HEALED,
     band_counts,
     capacity_warning,
+    completed_tickets,
     over_capacity,
+    resolution_rows,
     sla_breach_alert,
     ticket_sla,
 )
@@ -36,6 +40,7 @@ from ecm_pipeline.domain.tickets import (
     TICKET_KEY,
     first_ticket_at,
     human_duplicates,
+    open_tickets,
     order_ids,
     pipeline_copies,
 )
@@ -55,7 +60,7 @@ from ecm_pipeline.resources.slack import SlackDestinationResource
 from ecm_pipeline.resources.warehouse import WarehouseResource
 from ecm_pipeline.run_context import materialized_in_run, partition_keys, side_effects_blocked
 from ecm_pipeline.settings import load_catalogue, load_settings
-from ecm_pipeline.snapshot import take_snapshots
+from ecm_pipeline.snapshot import order_states, take_snapshots
 
 GROUP = "ecm_triage"
 OWNERS = ["team:ecm-ops"]
@@ -276,6 +281,55 @@ def scored_orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     return dg.MaterializeResult()
 
 
+# --- self_healed_tickets ------------------------------------------------------------------------
+
+@dg.asset(deps=["stuck_orders"], kinds={"googlesheets", "pandas", "parquet"}, group_name=GROUP, owners=OWNERS,
+          tags={"ecm/stage": "triage", "ecm/writes": "sheet", **LIVE_TICK_ONLY}, pool="ecm_assignment_store",
+          **PARTITIONED)
+def self_healed_tickets(context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource,
+                        sheet: AssignmentStoreResource) -> dg.MaterializeResult:
+    """Open tickets whose order has completed since it was assigned (it left the stuck set as
+    COMPLETED in GOMS by the tick): marked RESOLVED with resolution type SELF_HEALED and appended
+    to Resolutions, exactly once, before the tick's assignment so they free their agents' room.
+    Live tick only."""
+    keys = partition_keys(context)
+    blocked = side_effects_blocked(context, keys)
+    if blocked:
+        return _skip_all(context, ["self_healed_tickets"], blocked)[0]
+    settings = load_settings()
+    key = keys[0]
+    still_stuck = set(read_checked(context, lake, "stuck_orders", keys, "self-heal tickets")[key].frame["order_id"])
+    store = sheet.store()
+    with store.lock("Assignments", owner=f"run {context.run.run_id[:8]} ({key}, self-heal)",
+                    timeout_seconds=settings.sheet.lock_timeout_seconds):
+        tabs = store.read_tabs(["Assignments", "Resolutions"])
+        tab = tabs["Assignments"]
+        gone = sorted(set(order_ids(open_tickets(tab))) - still_stuck)
+        healed = completed_tickets(tab, order_states(warehouse, gone, as_of_utc(key)))
+        now = datetime.now(UTC)
+        rows = resolution_rows(healed, pd.Timestamp(now.replace(tzinfo=None)),
+                               now.astimezone(TIMEZONE).strftime(ASSIGNED_AT_FORMAT),
+                               f"order COMPLETED in GOMS by the {key} tick: closed by the pipeline",
+                               SELF_HEALED, load_catalogue())
+        # The Resolutions row first, then the status: a run that dies in between leaves an open
+        # ticket whose resolution is already recorded, which the next run only closes.
+        appended = store.append_once("Resolutions", rows, tabs["Resolutions"])
+        closed = store.update_rows("Assignments", healed, ["Order ID", "Triage Run", "Status"], RESOLVED)
+    if closed < len(healed):
+        context.log.warning(f"{len(healed) - closed} self-healed tickets changed in the Sheet while being closed; "
+                            "the next tick looks at them again")
+    versions = lake.write("self_healed_tickets", {key: rows}, run_id=context.run.run_id)
+    return dg.MaterializeResult(metadata={
+        **partition_metadata(rows, lake.uri("self_healed_tickets", key)),
+        "orders_checked": len(gone),
+        "tickets_self_healed": closed,
+        "resolutions_appended": appended,
+        "lake_version": versions[key],
+        "tickets": md_list([f"{r.order_id} ({r.agent})" for r in rows.rename(
+            columns={"Order ID": "order_id", "Agent": "agent"}).itertuples()]),
+    })
+
+
 # --- assignments --------------------------------------------------------------------------------
 
 def remove_pipeline_copies(context: dg.AssetExecutionContext, store: AssignmentStore, tab: pd.DataFrame,
@@ -298,7 +352,7 @@ def remove_pipeline_copies(context: dg.AssetExecutionContext, store: AssignmentS
               "one fair rotation across active agents, never above an agent's Max Tickets, never re-assigning an "
               "order that already has an open ticket; plus the outcome of every actionable order of the tick "
               "(assigned, already assigned, monitor only, overflow). Writes the Sheet for the live tick only.",
-              kinds={"googlesheets", "pandas", "parquet"}, deps=["scored_orders"],
+              kinds={"googlesheets", "pandas", "parquet"}, deps=["scored_orders", "self_healed_tickets"],
               tags={"ecm/writes": "sheet", **LIVE_TICK_ONLY}),
         _spec("assignment_agents", "Per agent of the roster for the tick: open tickets before, room, tickets and "
               "high-value tickets given now (what the fairness gate checks).",
@@ -515,4 +569,4 @@ def ticket_progress(context: dg.AssetExecutionContext, lake: LakeResource, sheet
     })
 
 
-triage_assets = [snapshot, qualification, scored_orders, assignment, briefing, ticket_progress]
+triage_assets = [snapshot, qualification, scored_orders, self_healed_tickets, assignment, briefing, ticket_progress]

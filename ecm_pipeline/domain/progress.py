@@ -9,7 +9,16 @@ import numpy as np
 import pandas as pd
 
 from ecm_pipeline.domain.briefing import MAIN_LIMIT, Message, escape, sections
-from ecm_pipeline.domain.tickets import agent_loads, assigned_at_utc, normalise_email, tickets_open_at
+from ecm_pipeline.domain.tickets import (
+    RESOLUTION_COLUMNS,
+    Status,
+    agent_loads,
+    assigned_at_utc,
+    normalise_email,
+    open_tickets,
+    order_ids,
+    tickets_open_at,
+)
 from ecm_pipeline.settings import Catalogue, ProgressSettings
 
 BANDS = ("BREACHED", "CRITICAL", "WARNING", "OK", "UNKNOWN")
@@ -17,6 +26,8 @@ SLA_COLUMNS = ["order_id", "agent", "status", "stuck_reason", "triage_run", "ass
                "sla_hours", "sla_share", "sla_band"]
 CAPACITY_COLUMNS = ["agent", "name", "load", "max_tickets", "share"]
 SLA_BREACH_KEY, CAPACITY_KEY = "sla_breach", "capacity_warning"
+SELF_HEALED, AGENT_RESOLVED = "SELF_HEALED", "AGENT_RESOLVED"
+COMPLETED = "COMPLETED"   # the GOMS status of an order that got where it was going
 
 
 def sla_band(share: pd.Series | np.ndarray, settings: ProgressSettings) -> np.ndarray:
@@ -112,3 +123,37 @@ def capacity_warning(full: pd.DataFrame, tick_label: str, settings: ProgressSett
     lines.append("Suggestion: move their oldest OPEN tickets to agents with room, or raise their Max Tickets.")
     text = _fit(lines)
     return Message(CAPACITY_KEY, text, sections(text))
+
+
+def completed_tickets(tab: pd.DataFrame, states: pd.DataFrame) -> pd.DataFrame:
+    """The open tickets (with `_row`) whose order is COMPLETED in `states` (order_id, status: the
+    warehouse at the tick): nobody needs to work them any more."""
+    completed = set(states.loc[states["status"].astype(str).str.upper() == COMPLETED, "order_id"].astype(str))
+    mine = open_tickets(tab)
+    return mine[order_ids(mine).isin(completed)]
+
+
+def resolution_rows(tickets: pd.DataFrame, resolved_at: pd.Timestamp, stamp: str, notes: str,
+                    resolution_type: str, catalogue: Catalogue) -> pd.DataFrame:
+    """The Resolutions rows for these tickets (Assignments rows) resolved at `resolved_at` (naive
+    UTC; `stamp` is how the Sheet shows it): minutes from Assigned At, the reason's SLA in minutes
+    and MET / MISSED (blank where Assigned At or the reason is not known)."""
+    minutes = ((resolved_at - assigned_at_utc(tickets)).dt.total_seconds() / 60).round()
+    reasons = tickets["Diagnosis"].astype(str).str.strip()
+    target = reasons.map({name: r.sla_hours * 60 for name, r in catalogue.reasons.items()}).astype(float)
+    status = np.select([minutes.isna() | target.isna(), minutes <= target], ["", "MET"], default="MISSED")
+
+    def whole(values: pd.Series) -> pd.Series:
+        return values.map(lambda v: "" if pd.isna(v) else str(int(v)))
+
+    frame = pd.DataFrame({
+        "Timestamp": stamp, "Order ID": order_ids(tickets), "Agent": tickets["Assigned Agent"], "Notes": notes,
+        "Assigned At": tickets["Assigned At"], "Resolution Minutes": whole(minutes),
+        "SLA Target Minutes": whole(target), "SLA Status": status, "Stuck Reason": reasons,
+        "Amount": tickets["Amount"], "Currency": tickets["Currency"], "Diagnosis Match": "", "Action Followed": "",
+        "Resolution Type": resolution_type, "Triage Run": tickets["Triage Run"].astype(str).str.strip(),
+    }, columns=list(RESOLUTION_COLUMNS))
+    return frame.reset_index(drop=True)
+
+
+RESOLVED = {"Status": Status.RESOLVED.value}

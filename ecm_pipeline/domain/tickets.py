@@ -26,6 +26,11 @@ ESCALATION_COLUMNS = (
     "Priority", "Assigned To", "Resolved At", "Resolution Notes", "Triage Run",
 )
 AUDIT_COLUMNS = ("Timestamp", "Order ID", "Triage Run", "Actor", "From", "To", "Note")
+PATTERN_COLUMNS = (
+    "Triage Run", "Signature", "Currency", "Status", "Sub State", "Lulu Status", "Has Falcon", "Falcon Status",
+    "Payout Status", "Payout Partner", "RFI Status", "Orders", "Value AED", "Avg Hours", "Max Hours",
+    "High Value Orders", "Critical Orders", "Impact", "Flags", "Trend", "Mapped Reason", "Novel",
+)
 
 # The tabs a run reads or writes, with the columns it needs; people may add columns of their own.
 TABS: dict[str, tuple[str, ...]] = {
@@ -37,11 +42,19 @@ LEDGER_TABS: dict[str, tuple[str, ...]] = {
     "Resolutions": RESOLUTION_COLUMNS,
     "Escalations": ESCALATION_COLUMNS,
     "Audit Log": AUDIT_COLUMNS,
+    "Pattern Intelligence": PATTERN_COLUMNS,
 }
 ALL_TABS = {**TABS, **LEDGER_TABS}
 
 # A ticket is one order in one triage run: the identity every write of a row carries.
 TICKET_KEY = ("Order ID", "Triage Run")
+# The identity of a row in the tabs where a row must exist once: a retried or late append, or a
+# re-run, finds it by these cells. A resolution is one per ticket; a pattern one per signature and run.
+ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "Assignments": TICKET_KEY,
+    "Resolutions": TICKET_KEY,
+    "Pattern Intelligence": ("Triage Run", "Signature"),
+}
 ASSIGNED_AT_FORMAT = "%Y-%m-%d %H:%M:%S%z"
 TICK_KEY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}:\d{2}$")
 
@@ -109,6 +122,29 @@ def pipeline_copies(tab: pd.DataFrame) -> pd.DataFrame:
     that landed after the client gave up). The first row of each ticket is the one kept."""
     key = pd.DataFrame({"order": order_ids(tab), "run": tab["Triage Run"].astype(str).str.strip()})
     return tab[is_pipeline_ticket(tab) & key.duplicated(keep="first")]
+
+
+def row_key(tab: str) -> tuple[str, ...]:
+    """The cells that identify a row of `tab`; every column where a row has no narrower identity."""
+    return ROW_KEYS.get(tab) or ALL_TABS[tab]
+
+
+def keyed(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:
+    """Each row's identity as one tuple of trimmed cells."""
+    cells = frame[list(key)].astype(str).apply(lambda col: col.str.strip())
+    return pd.Series(list(cells.itertuples(index=False, name=None)), index=frame.index, dtype=object)
+
+
+def later_copies(frame: pd.DataFrame, tab: str) -> pd.DataFrame:
+    """Rows of a ledger tab that repeat an earlier row's identity: a write that landed twice."""
+    return frame[keyed(frame, row_key(tab)).duplicated(keep="first")]
+
+
+def not_yet_in(rows: pd.DataFrame, existing: pd.DataFrame, tab: str) -> pd.DataFrame:
+    """The rows whose identity is not in `existing` (the tab as read) yet."""
+    key = row_key(tab)
+    present = set(keyed(existing, key))
+    return rows[~keyed(rows, key).isin(present).to_numpy()] if len(rows) else rows
 
 
 def human_duplicates(tab: pd.DataFrame) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ecm_pipeline.domain.tickets import ALL_TABS, TABS
+from ecm_pipeline.domain.tickets import ALL_TABS, TABS, not_yet_in
 from ecm_pipeline.settings import ecm_home
 
 ROW = "_row"   # the row's position in its tab, as the store knows it
@@ -84,6 +84,18 @@ class AssignmentStore(ABC):
     @abstractmethod
     def update_row(self, tab: str, row: int, expect: Mapping[str, str], values: Mapping[str, str]) -> bool:
         """Compare-and-set: write `values` into row `row` only if its cells still equal `expect`."""
+
+    def update_rows(self, tab: str, rows: pd.DataFrame, expect: Sequence[str], values: Mapping[str, str]) -> int:
+        """Compare-and-set on many rows: write `values` into each row at `rows[_row]` whose `expect`
+        cells still hold what `rows` says; returns how many changed. Call it under `lock(tab)`."""
+        return sum(self.update_row(tab, int(r[ROW]), {c: str(r[c]) for c in expect}, values)
+                   for _, r in rows.iterrows())
+
+    def append_once(self, tab: str, rows: pd.DataFrame, existing: pd.DataFrame) -> int:
+        """Append the rows whose identity (`tickets.row_key`) is not in `existing` (the tab as just
+        read, under `lock(tab)`); returns how many were appended. A copy that a remote store applies
+        late is for `later_copies` to find on the next read."""
+        return self.append_rows(tab, not_yet_in(as_text(tab, rows), existing, tab))
 
     @abstractmethod
     def lock(self, tab: str, owner: str, timeout_seconds: float) -> contextlib.AbstractContextManager[None]:
