@@ -67,3 +67,34 @@ def backlog_chart(history: pd.DataFrame, flows: pd.DataFrame, timezone: str, tit
     fig.savefig(out, format="png", dpi=72)
     plt.close(fig)
     return out.getvalue()
+
+
+def inflow_chart(inflow: pd.DataFrame, title: str) -> bytes:
+    """The backlog report's inflow chart as PNG bytes: orders per created day, stacked by currency,
+    spikes (more than twice the day before) marked with a star. `inflow` is
+    `backlog_report.inflow`'s frame (day, currency, orders, spike)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = inflow.pivot_table(index="day", columns="currency", values="orders", aggfunc="sum", fill_value=0)
+    labels = [f"{d:%a %d %b}" for d in table.index]
+    fig, axis = plt.subplots(figsize=(8, 4))
+    bottom = pd.Series(0, index=table.index)
+    for currency in table.columns:
+        axis.bar(labels, table[currency], bottom=bottom, label=currency)
+        bottom = bottom + table[currency]
+    spikes = inflow[inflow["spike"]].groupby("day").size()
+    for i, day in enumerate(table.index):
+        if day in spikes.index:
+            axis.annotate("★ spike", (i, bottom[day]), ha="center", va="bottom", fontsize=8, color="#d62728")
+    axis.set_ylabel("stuck orders created")
+    axis.set_title(title, fontsize=10, loc="left")
+    axis.legend(loc="upper left", fontsize=8, frameon=False)
+    axis.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=72)
+    plt.close(fig)
+    return out.getvalue()

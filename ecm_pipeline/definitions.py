@@ -6,14 +6,14 @@ from __future__ import annotations
 import dagster as dg
 
 from ecm_pipeline.alerts import failure_alert_sensor
-from ecm_pipeline.assets import history_assets, triage_assets
+from ecm_pipeline.assets import history_assets, report_assets, triage_assets
 from ecm_pipeline.checks import quality_gates
 from ecm_pipeline.health import missed_tick_sensor
 from ecm_pipeline.jobs import triage_job, triage_schedule
 from ecm_pipeline.resources import environment_resources
 
 defs = dg.Definitions(
-    assets=[*triage_assets, *history_assets],
+    assets=[*triage_assets, *history_assets, *report_assets],
     asset_checks=quality_gates,
     jobs=[triage_job],
     schedules=[triage_schedule],

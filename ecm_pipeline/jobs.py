@@ -2,16 +2,17 @@
 
 import dagster as dg
 
-from ecm_pipeline.assets import GROUP, HISTORY_GROUP, LIVE_TICK_TAG
+from ecm_pipeline.assets import GROUP, HISTORY_GROUP, LIVE_TICK_TAG, REPORTS_GROUP
 from ecm_pipeline.partitions import triage_partitions
 
 TRIAGE_JOB = "ecm_triage"
 
 triage_job = dg.define_asset_job(
     TRIAGE_JOB,
-    selection=dg.AssetSelection.groups(GROUP, HISTORY_GROUP),
+    selection=dg.AssetSelection.groups(GROUP, HISTORY_GROUP, REPORTS_GROUP),
     partitions_def=triage_partitions,
-    description="Snapshot, qualify, score, assign and brief one tick, and add it to the backlog history.",
+    description="Snapshot, qualify, score, assign and brief one tick, and add it to the backlog history; the "
+                "daily tick also reports the backlog (before the briefing) and the patterns (after it).",
     tags={"ecm/job": "triage"},
 )
 
@@ -24,8 +25,9 @@ triage_schedule = dg.build_schedule_from_partitioned_job(
     description="Triage at every tick; the 14:00 run materializes partition ...-14:00 as of 14:00.",
 )
 
-# What a backfill rebuilds (SPEC §10): the snapshot to the scored backlog and the history. The
+# What a backfill rebuilds (SPEC §10): the snapshot to the scored backlog, the history and the
+# daily reports (kept in the lake, never posted). The
 # steps that act for the live tick only (the assignment, the briefing, ticket progress) say so in
 # their tags, and a backfill leaves them out.
-BACKFILL_SELECTION = (dg.AssetSelection.groups(GROUP, HISTORY_GROUP)
+BACKFILL_SELECTION = (dg.AssetSelection.groups(GROUP, HISTORY_GROUP, REPORTS_GROUP)
                       - dg.AssetSelection.tag(*LIVE_TICK_TAG))

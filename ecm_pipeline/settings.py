@@ -142,6 +142,19 @@ class ProgressSettings(_Model):
         return self
 
 
+class ReportSettings(_Model):
+    daily_tick: str | None = "07:00"     # None: no daily reports
+    inflow_days: int = Field(default=7, ge=2)
+    inflow_spike_ratio: float = Field(default=2.0, gt=1)
+    pattern_min_orders: int = Field(default=3, ge=1)
+    pattern_top: int = Field(default=10, ge=1, le=25)
+    novel_min_orders: int = Field(default=5, ge=1)
+    pattern_old_hours: float = Field(default=72, gt=0)
+    spike_days: int = Field(default=14, ge=2)
+    spike_min_points: int = Field(default=7, ge=2)
+    spike_z: float = Field(default=3.5, gt=0)
+
+
 class AlertSettings(_Model):
     dagster_ui_url: str = Field(default="http://127.0.0.1:3000", min_length=1)
 
@@ -160,7 +173,15 @@ class Settings(_Model):
     slack: SlackSettings = SlackSettings()
     history: HistorySettings = HistorySettings()
     progress: ProgressSettings = ProgressSettings()
+    reports: ReportSettings = ReportSettings()
     alerts: AlertSettings = AlertSettings()
+
+    @model_validator(mode="after")
+    def _daily_tick_is_a_tick(self) -> Settings:
+        if self.reports.daily_tick is not None and self.reports.daily_tick not in self.schedule.ticks:
+            raise ValueError(f"reports.daily_tick {self.reports.daily_tick!r} is not one of schedule.ticks "
+                             f"{list(self.schedule.ticks)}")
+        return self
 
     @model_validator(mode="after")
     def _fx_for_every_currency(self) -> Settings:

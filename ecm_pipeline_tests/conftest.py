@@ -20,6 +20,9 @@ TEST_SETTINGS = (
     "schedule: {go_live: '2026-01-01-07:00'}\n"
     "sheet: {settle_seconds: 0, lock_timeout_seconds: 20}\n"
     "slack: {retries: 1, retry_delay_seconds: 0}\n"
+    # The daily reports only where a test asks for them (`daily_reports`): which tick is live
+    # depends on the hour the suite runs.
+    "reports: {daily_tick: null}\n"
 )
 _SETTINGS.write_text(TEST_SETTINGS)
 os.environ["ECM_SETTINGS"] = str(_SETTINGS)

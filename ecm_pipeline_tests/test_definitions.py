@@ -8,7 +8,8 @@ from ecm_pipeline.definitions import defs
 
 ASSETS = ["stuck_orders", "qualified_orders", "scored_orders", "assignments", "slack_briefing"]
 SIDE_TABLES = {"excluded_orders": "stuck_orders", "disqualified_orders": "stuck_orders",
-               "assignment_agents": "scored_orders", "ticket_announcements": "assignments", "self_healed_tickets": "stuck_orders"}
+               "assignment_agents": "scored_orders", "ticket_announcements": "assignments",
+               "self_healed_tickets": "stuck_orders"}
 
 
 def test_definitions_load() -> None:

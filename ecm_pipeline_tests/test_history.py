@@ -110,9 +110,10 @@ def test_a_backfill_on_a_later_warehouse_tells_what_live_runs_told(tmp_path: Pat
 
 
 def test_a_range_of_ticks_is_one_run_that_writes_no_ticket_and_repeats_identically(
-        ecm_env: Path, small_live_demo, capsys) -> None:
+        ecm_env: Path, small_live_demo, settings_overlay, capsys) -> None:
     template, live_key = small_live_demo
     home = copy_demo(template, ecm_env)
+    settings_overlay("reports: {daily_tick: '07:00'}\n")
     keys = tick_keys(live_key, days_back=8, count=20)
     sheet_before = LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments")
 
@@ -164,6 +165,21 @@ def test_a_range_of_ticks_is_one_run_that_writes_no_ticket_and_repeats_identical
                                                      - flows["left"]).iloc[1:].to_numpy()).all()
     history = pd.concat(pd.read_parquet(home / "lake" / "backlog_history" / f"{k}.parquet") for k in keys)
     assert history.groupby("partition_key")["orders"].sum().tolist() == flows["backlog"].tolist()
+
+    # The daily reports of the range's 07:00 ticks are computed and kept, never posted; each patterns
+    # report compares with the one before it.
+    daily = [k for k in keys if k.endswith("07:00")]
+    assert lake_files(home, "backlog_report") == daily and lake_files(home, "pattern_report") == daily
+    backlog = pd.concat(pd.read_parquet(home / "lake" / "backlog_report" / f"{k}.parquet") for k in daily)
+    assert backlog["backlog"].tolist() == flows.set_index("partition_key").loc[daily, "backlog"].tolist()
+    assert backlog["previous_day"].iloc[1:].tolist() == backlog["backlog"].iloc[:-1].tolist()
+    first_patterns, second = (pd.read_parquet(home / "lake" / "pattern_report" / f"{k}.parquet") for k in daily[:2])
+    assert set(first_patterns["trend"]) == {"baseline"} and set(second["trend"]) <= {"UP", "DOWN", "SAME", "NEW"}
+    reports = {r.partition_key: r.asset_materialization.metadata for r in instance.fetch_materializations(
+        dg.AssetKey("pattern_report"), limit=100).records}
+    assert reports[daily[1]]["compared_with"].value == daily[0]
+    assert all(reports[k]["posted"].value is False for k in daily)
+    assert all(reports[k]["skipped"].value is True for k in set(keys) - set(daily))
 
 
 @pytest.mark.parametrize(("args", "says"), [

@@ -287,3 +287,18 @@ def test_whole_chain_posts_one_briefing_through_the_slack_api(demo_env, fake: Fa
     assert {d["method"] for d in deliveries} == {"chat.update"}
     destination = second.asset_materializations_for_node("briefing")[0].metadata["destination"].value
     assert destination == f"Slack channel {CHANNEL} via {fake.url}"
+
+
+def test_a_chart_is_uploaded_into_the_thread_once(fake: FakeSlack) -> None:
+    slack = resource(fake)
+    [parent] = slack.publish(briefing(), PARTITION)[:1]
+    png = b"\x89PNG\r\n\x1a\n" + b"chart" * 100
+    channel = slack.conversation()
+    first = channel.attach(png, "ecm-inflow-x.png", "ECM inflow", parent.ts)
+    assert first is not None and first.method == "files.upload_v2"
+    fake.drop_after_store("files.completeUploadExternal")        # shared, but the answer is lost
+    assert channel.attach(png, "ecm-inflow-y.png", "ECM inflow", parent.ts) is not None
+    assert channel.attach(png, "ecm-inflow-x.png", "ECM inflow", parent.ts) is None   # a re-run
+    shared = [f for m in fake.replies(parent.ts) for f in m.get("files", [])]
+    assert sorted(f["name"] for f in shared) == ["ecm-inflow-x.png", "ecm-inflow-y.png"]
+    assert all(stored["content"] == png for stored in fake.files.values() if "title" in stored)

@@ -144,6 +144,20 @@ class Channel(ABC):
             if len(copies) > 1:
                 self._keep_earliest(copies, partition, with_replies=False)
 
+    @abstractmethod
+    def files_in_thread(self, thread_ts: str) -> set[str]:
+        """The names of the files shared in the thread under `thread_ts`."""
+
+    @abstractmethod
+    def upload(self, content: bytes, filename: str, title: str, thread_ts: str) -> Delivery: ...
+
+    def attach(self, content: bytes, filename: str, title: str, thread_ts: str) -> Delivery | None:
+        """Share a file in a thread once: a file of that name already there (an earlier run of the
+        partition put it there) is left as it is. The file name carries the partition."""
+        if filename in self.files_in_thread(thread_ts):
+            return None
+        return self.upload(content, filename, title, thread_ts)
+
     def find(self, key: str, partition: str) -> str | None:
         """The ts of our top-level message for (key, partition), if there is one."""
         copies = sorted((p for p in self.top_level(partition) if p.key == key), key=_ts_order)
@@ -288,6 +302,26 @@ class Outbox(Channel):
 
     def delete(self, ts: str) -> None:
         self._record("chat.delete", {"channel": self.channel, "ts": ts}, ts)
+
+    def files_in_thread(self, thread_ts: str) -> set[str]:
+        return {args.get("filename", "") for path, args in self._calls()
+                if path.name.split("-")[1:2] == ["files.upload_v2"] and args.get("channel") == self.channel
+                and args.get("thread_ts") == thread_ts}
+
+    def upload(self, content: bytes, filename: str, title: str, thread_ts: str) -> Delivery:
+        """Record the `files_upload_v2` call; the file itself lands beside it (same name, its suffix)."""
+        ts = f"{time.time():.6f}"
+        args = {"channel": self.channel, "thread_ts": thread_ts, "filename": filename, "title": title,
+                "text": f"[file {filename}: {title}]"}
+        path = self._record("files.upload_v2", args, ts)
+        target = path.with_suffix(Path(filename).suffix or ".bin")
+        try:
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(content)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise OutboxError(f"cannot write the outbox: {os_problem(exc, self.dir)}") from None
+        return Delivery(filename, "files.upload_v2", ts, str(target))
 
 
 class SlackResource(SlackDestinationResource):

@@ -186,6 +186,32 @@ class SlackApiChannel(Channel):
         self._attempt(f"Slack deletion of the copy {ts} in channel {self.channel}", delete)
 
 
+    def files_in_thread(self, thread_ts: str) -> set[str]:
+        def lookup(_: int) -> set[str]:
+            try:
+                messages = self._pages(self.client.conversations_replies, ts=thread_ts)
+                return {f.get("name", "") for m in messages for f in m.get("files") or []}
+            except SlackApiError as exc:
+                if _error_code(exc) == "thread_not_found":
+                    return set()
+                raise
+
+        return self._attempt(f"looking up the files in thread {thread_ts} in {self.channel}", lookup)
+
+    def upload(self, content: bytes, filename: str, title: str, thread_ts: str) -> Delivery:
+        """`files_upload_v2` into the thread. A retried upload first looks for the file, so one that
+        did arrive is not shared twice."""
+        def upload(attempt: int) -> Delivery:
+            if attempt > 1 and filename in self.files_in_thread(thread_ts):
+                return Delivery(filename, "files.upload_v2", thread_ts, f"{self.channel}/{thread_ts}")
+            response = self.client.files_upload_v2(content=content, filename=filename, title=title,
+                                                   channel=self.channel, thread_ts=thread_ts)
+            file_id = (response.get("file") or {}).get("id", "")
+            return Delivery(filename, "files.upload_v2", thread_ts, f"{self.channel}/{thread_ts}/{file_id}")
+
+        return self._attempt(f"Slack upload of {filename} to channel {self.channel}", upload)
+
+
 class SlackApiResource(SlackDestinationResource):
     """Briefings and alerts posted to a Slack channel with a bot token (production)."""
 

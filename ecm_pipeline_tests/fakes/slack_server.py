@@ -56,6 +56,7 @@ class FakeSlack(LoopbackFake):
     channel: str = "C0TEST"
     team: str = "ECM Test"
     messages: list[dict] = field(default_factory=list)      # every stored message, top level and replies
+    files: dict[str, dict] = field(default_factory=dict)    # file id -> name, title, content (once uploaded)
     requests: list[Request] = field(default_factory=list)
     _faults: dict[str, list[_Fault]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -136,6 +137,14 @@ class FakeSlack(LoopbackFake):
     # --- HTTP --------------------------------------------------------------------------------------
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
+        if parts.path.startswith("/upload/"):   # the upload URL files.getUploadURLExternal handed out
+            file_id = parts.path.rsplit("/", 1)[-1]
+            content = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+            with self._lock:
+                known = file_id in self.files
+                if known:
+                    self.files[file_id]["content"] = content
+            return _send(handler, 200 if known else 404, {"ok": known})
         method = parts.path.rsplit("/", 1)[-1]
         body = dict(parse_qsl(parts.query))
         raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
@@ -263,6 +272,31 @@ class FakeSlack(LoopbackFake):
             if parent["reply_count"] <= 0:
                 del parent["reply_count"], parent["thread_ts"]
         return {"ok": True, "channel": self.channel, "ts": message["ts"]}
+
+    def _api_files_getUploadURLExternal(self, body: dict) -> dict:
+        file_id = f"F{len(self.files) + 1:08d}"
+        self.files[file_id] = {"name": body.get("filename", ""), "length": int(body.get("length") or 0)}
+        port = self._server.port if self._server else 0
+        return {"ok": True, "upload_url": f"http://127.0.0.1:{port}/upload/{file_id}", "file_id": file_id}
+
+    def _api_files_completeUploadExternal(self, body: dict) -> dict:
+        entries = _json_field(body.get("files")) or []
+        if body.get("channel_id") != self.channel:
+            return {"ok": False, "error": "channel_not_found"}
+        thread_ts = body.get("thread_ts")
+        if thread_ts and not any(m["ts"] == thread_ts for m in self.top_level()):
+            return {"ok": False, "error": "thread_not_found"}
+        shared = []
+        for entry in entries:
+            stored = self.files.get(entry.get("id"))
+            if stored is None or "content" not in stored:
+                return {"ok": False, "error": "file_not_found"}
+            stored["title"] = entry.get("title") or stored["name"]
+            shared.append({"id": entry["id"], "name": stored["name"], "title": stored["title"]})
+        message = {"type": "message", "user": BOT["user"], "text": body.get("initial_comment", ""),
+                   "ts": self._next_ts(), "files": shared}   # a file share is the bot user's, without bot_id
+        self._store(message, thread_ts)
+        return {"ok": True, "files": shared}
 
     def _api_conversations_history(self, body: dict) -> dict:
         if body.get("channel") != self.channel:
