@@ -229,7 +229,8 @@ def test_the_daily_tick_leaves_backlog_triage_and_patterns_in_order(demo_env, se
     settings_overlay(f"reports: {{daily_tick: '{key[-5:]}'}}\n")
     assert main(["triage"]) == 0
     assert main(["triage"]) == 0          # a re-run updates the reports; nothing is posted or appended twice
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "Backlog report posted (3 messages), chart " in out and "Patterns report posted" in out
     calls = [(path, json.loads(path.read_text())) for path in sorted((home / "outbox").glob("*.json"))]
     parents = [(path, args) for path, args in calls
                if "-chat.postMessage-" in path.name and not args.get("thread_ts")]
@@ -250,3 +251,22 @@ def test_the_daily_tick_leaves_backlog_triage_and_patterns_in_order(demo_env, se
     assert set(rows["Trend"]) == {"baseline"}
     assert (home / "lake" / "backlog_report" / f"{key}.parquet").exists()
     assert (home / "lake" / "pattern_report" / f"{key}.parquet").exists()
+
+
+def test_a_failing_backlog_report_does_not_stop_the_triage(demo_env, settings_overlay, monkeypatch, capsys) -> None:
+    home, key = demo_env
+    settings_overlay(f"reports: {{daily_tick: '{key[-5:]}'}}\n")
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the backlog report broke")
+
+    monkeypatch.setattr("ecm_pipeline.assets.reports.report_backlog", broken)
+    assert main(["triage"]) == 1        # the run failed: someone must look at it
+    capsys.readouterr()
+    texts = [json.loads(p.read_text())["text"] for p in sorted((home / "outbox").glob("*chat.postMessage*.json"))]
+    titles = [t.split(" — ")[0].split("\n")[0] for t in texts]
+    assert ":bar_chart: *ECM Backlog*" not in titles
+    assert ":dart: *ECM Triage*" in titles and ":microscope: *ECM Patterns*" in titles
+    alert = next(t for t in texts if t.startswith(":rotating_light: ECM Manager Error"))
+    assert "`backlog_report`" in alert and "the backlog report broke" in alert
+    assert LocalSheetStore(home / "sheet.sqlite").read_tab("Assignments")["Triage Run"].eq(key).any()

@@ -129,6 +129,14 @@ def cmd_triage(args: argparse.Namespace) -> int:
     deliveries = briefing["deliveries"]
     methods = sorted({d["method"] for d in deliveries})
     print(f"Briefing {' / '.join(methods)} ({len(deliveries)} messages) -> {briefing['destination']}")
+    healed = meta.get("self_healed_tickets", {}).get("tickets_self_healed", 0)
+    if healed:
+        print(f"{healed} open tickets closed as self-healed (their orders completed); see the Resolutions tab.")
+    for asset, name in (("backlog_report", "Backlog report"), ("pattern_report", "Patterns report")):
+        report = meta.get(asset, {})
+        if report.get("posted"):
+            print(f"{name} posted ({report['messages']} messages)"
+                  + (f", chart {report['chart']}" if report.get("chart") else ""))
     return 0
 
 

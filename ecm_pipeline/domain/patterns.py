@@ -165,7 +165,7 @@ def pattern_messages(report: PatternReport, settings: ReportSettings) -> list[Me
     if len(spiking):
         lines.append("• :chart_with_upwards_trend: Spikes: " + ", ".join(
             f"{escape(r.stuck_reason)} {r.orders} (usual {r.baseline_median:g}, z {r.z_score:g})"
-            for r in spiking.head(5).itertuples()))
+            for r in spiking.head(3).itertuples()) + (f" and {len(spiking) - 3} more (thread)" if len(spiking) > 3 else ""))
     elif len(report.spikes) and (report.spikes["verdict"] == "not enough history").all():
         lines.append(f"• Spikes: not enough history ({int(report.spikes['points'].iloc[0])} earlier days in the "
                      f"lake, {settings.spike_min_points} needed)")
