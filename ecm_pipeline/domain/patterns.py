@@ -163,9 +163,10 @@ def pattern_messages(report: PatternReport, settings: ReportSettings) -> list[Me
                  f"• Trend vs {report.compared_with}: {s['up']} up, {s['down']} down, {s['new']} new, {s['gone']} gone")
     spiking = report.spikes[report.spikes["verdict"] == "spike"]
     if len(spiking):
+        more = f" and {len(spiking) - 3} more (thread)" if len(spiking) > 3 else ""
         lines.append("• :chart_with_upwards_trend: Spikes: " + ", ".join(
             f"{escape(r.stuck_reason)} {r.orders} (usual {r.baseline_median:g}, z {r.z_score:g})"
-            for r in spiking.head(3).itertuples()) + (f" and {len(spiking) - 3} more (thread)" if len(spiking) > 3 else ""))
+            for r in spiking.head(3).itertuples()) + more)
     elif len(report.spikes) and (report.spikes["verdict"] == "not enough history").all():
         lines.append(f"• Spikes: not enough history ({int(report.spikes['points'].iloc[0])} earlier days in the "
                      f"lake, {settings.spike_min_points} needed)")
