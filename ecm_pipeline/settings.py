@@ -112,6 +112,13 @@ class ScheduleSettings(_Model):
             raise ConfigError("schedule.ticks must all use the same minute (one cron expression)")
         return f"{minutes.pop()} {','.join(str(h) for h in hours)} * * *"
 
+    @property
+    def deadline_cron(self) -> str:
+        """The cron of each tick plus the grace: when a tick without a successful run is late."""
+        minute = int(self.ticks[0].split(":")[1]) + round(self.grace_minutes)
+        hours = sorted({(int(t.split(":")[0]) + minute // 60) % 24 for t in self.ticks})
+        return f"{minute % 60} {','.join(str(h) for h in hours)} * * *"
+
 
 class SheetSettings(_Model):
     settle_seconds: float = Field(default=2.0, ge=0)

@@ -213,3 +213,72 @@ def test_a_backfill_launched_as_the_ui_does_is_one_green_run_that_writes_no_tick
     posted = [json.loads(p.read_text())["metadata"]["event_payload"] for p in (home / "outbox").glob("*.json")]
     assert all(p["message"] == "missed_tick" and p["partition"] not in keys for p in posted), posted
     pd.testing.assert_frame_equal(LocalSheetStore(str(home / "sheet.sqlite")).read_tab("Assignments"), sheet_before)
+
+
+PLOTS_QUERY = """
+query Plots($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) {
+    __typename
+    ... on Asset {
+      assetMaterializations(limit: 10) {
+        partition
+        metadataEntries {
+          __typename
+          label
+          ... on IntMetadataEntry { intValue }
+          ... on FloatMetadataEntry { floatValue }
+          ... on TableSchemaMetadataEntry { schema { columns { name } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def test_the_plots_tab_finds_numbers_for_every_tick(tmp_path: Path, small_live_demo, monkeypatch) -> None:
+    """Two ticks triaged as the schedule would (the earlier one while it was live), then read
+    through the webserver's GraphQL API as the asset's Plots tab reads them: per partition, the
+    snapshot's backlog and value at risk as numbers with its column schema, and the assignment
+    outcome as numbers."""
+    from ecm_pipeline_tests.test_pipeline import materialize
+
+    template, live_key = small_live_demo
+    home = copy_demo(template, tmp_path / "ecm")
+    env, dagster_home, command = served(tmp_path, home)
+    monkeypatch.setenv("ECM_HOME", str(home))
+    keys = triage_partitions.get_partition_keys()
+    earlier = keys[keys.index(live_key) - 1]
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        with monkeypatch.context() as then:
+            then.setattr("ecm_pipeline.run_context.live_tick_key", lambda _=None: earlier)
+            assert materialize(earlier, instance).success
+        assert materialize(live_key, instance).success
+    url = f"http://127.0.0.1:{command[-1]}/graphql"
+    with started(command, env, tmp_path / "webserver") as webserver:
+        wait_for_workspace(url, webserver, tmp_path / "webserver.stderr")
+
+        def numbers(asset: str) -> dict[str, dict]:
+            answer = graphql(url, PLOTS_QUERY, {"key": {"path": [asset]}})["assetOrError"]
+            out = {}
+            for event in answer["assetMaterializations"]:
+                entries = event["metadataEntries"]
+                out[event["partition"]] = {
+                    e["label"]: e.get("intValue", e.get("floatValue", e.get("schema")))
+                    for e in entries if e["__typename"] in ("IntMetadataEntry", "FloatMetadataEntry",
+                                                            "TableSchemaMetadataEntry")}
+            return out
+
+        snapshot = numbers("stuck_orders")
+        assert set(snapshot) == {earlier, live_key}
+        for tick, entries in snapshot.items():
+            assert entries["backlog_count"] > 0 and entries["value_at_risk_aed"] > 0, tick
+            assert entries["orders_aed"] + entries["orders_gbp"] + entries["orders_eur"] == entries["backlog_count"]
+            assert entries["dagster/partition_row_count"] == entries["backlog_count"]
+            assert {c["name"] for c in entries["dagster/column_schema"]["columns"]} >= {"order_id", "amount_aed"}
+        outcome = numbers("assignments")
+        assert set(outcome) == {earlier, live_key}
+        for entries in outcome.values():
+            assert {"assigned_this_tick", "already_assigned", "overflow", "monitor_only",
+                    "agents_at_capacity", "new_assignments"} <= set(entries)
+        assert outcome[earlier]["new_assignments"] > 0

@@ -9,7 +9,7 @@ for any other tick they record why they did nothing and succeed, so a backfill s
 
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -73,10 +73,19 @@ SLACK_RETRY = dg.RetryPolicy(max_retries=_settings.slack.retries, delay=_setting
                              backoff=dg.Backoff.EXPONENTIAL)
 
 
+# The UI's freshness indicator on the briefing: posted within the grace after each tick. Dagster's
+# cron policy looks at the asset's latest materialization whatever its partition, so a run of an
+# old tick (which materializes the briefing as skipped) can make it look fresh; the alert comes
+# from `missed_tick_sensor`, which checks the live tick's own partition (health.py).
+BRIEFING_FRESHNESS = dg.FreshnessPolicy.cron(
+    deadline_cron=_settings.schedule.deadline_cron, timezone=_settings.schedule.timezone,
+    lower_bound_delta=timedelta(minutes=_settings.schedule.grace_minutes))
+
+
 def _spec(key: str, description: str, *, kinds: set[str], deps: list[str] | None = None,
-          tags: dict[str, str] | None = None) -> dg.AssetSpec:
+          tags: dict[str, str] | None = None, **extra) -> dg.AssetSpec:
     return dg.AssetSpec(key, description=description, group_name=GROUP, owners=OWNERS, kinds=kinds,
-                        deps=deps or [], tags={"ecm/stage": "triage", **(tags or {})})
+                        deps=deps or [], tags={"ecm/stage": "triage", **(tags or {})}, **extra)
 
 
 def _skip_all(context: dg.AssetExecutionContext, assets: list[str], reason: str) -> list[dg.MaterializeResult]:
@@ -453,7 +462,8 @@ def announced_before(lake: LakeResource, slack: SlackDestinationResource, key: s
               "disqualified and monitored counts, overflow and who got what, with one thread reply per agent "
               "listing their orders, including any earlier ticket never announced. Re-running a tick updates its "
               "briefing instead of posting a second one. Posts for the live tick only.",
-              kinds={"slack"}, deps=["assignments"], tags={"ecm/writes": "slack", **LIVE_TICK_ONLY}),
+              kinds={"slack"}, deps=["assignments"], tags={"ecm/writes": "slack", **LIVE_TICK_ONLY},
+              freshness_policy=BRIEFING_FRESHNESS),
         _spec("ticket_announcements", "Which tickets each briefing announced (order, triage run, agent): the "
               "ledger that makes every ticket reach its agent exactly once, even across a Slack outage.",
               kinds={"parquet"}, deps=["assignments"], tags=LIVE_TICK_ONLY),
