@@ -13,7 +13,8 @@ from ecm_pipeline.jobs import triage_job, triage_schedule
 from ecm_pipeline.resources import environment_resources
 
 defs = dg.Definitions(
-    assets=[*triage_assets, *history_assets, *report_assets],
+    # Each asset links to the file and line that defines it (the UI's "Code" references).
+    assets=dg.with_source_code_references([*triage_assets, *history_assets, *report_assets]),
     asset_checks=quality_gates,
     jobs=[triage_job],
     schedules=[triage_schedule],

@@ -4,6 +4,7 @@ import dagster as dg
 
 from ecm_pipeline.assets import GROUP, HISTORY_GROUP, LIVE_TICK_TAG, REPORTS_GROUP
 from ecm_pipeline.partitions import triage_partitions
+from ecm_pipeline.run_context import TRIGGER_TAG
 
 TRIAGE_JOB = "ecm_triage"
 
@@ -22,6 +23,7 @@ triage_schedule = dg.build_schedule_from_partitioned_job(
     triage_job,
     name="triage_schedule",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    tags={TRIGGER_TAG: "schedule"},   # the tick is the run's dagster/partition tag
     description="Triage at every tick; the 14:00 run materializes partition ...-14:00 as of 14:00.",
 )
 

@@ -15,6 +15,8 @@ import dagster as dg
 from ecm_pipeline.partitions import PartitionKeyError, live_tick_key, triage_partitions, validated_key
 
 BACKFILL_TAG = "dagster/backfill"
+# Which tick a run is for and what started it (schedule, cli, backfill): on every run we start.
+TICK_TAG, TRIGGER_TAG = "ecm/tick", "ecm/trigger"
 PARTITION_TAG = "dagster/partition"
 # The tags Dagster gives a run over a range of partitions (a single-run backfill).
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"

@@ -40,6 +40,7 @@ def test_every_asset_has_a_business_description_and_is_partitioned_per_tick() ->
     for name in [*ASSETS, *SIDE_TABLES]:
         node = graph.get(dg.AssetKey(name))
         assert node.description and len(node.description) > 80, name
+        assert node.metadata["dagster/code_references"].code_references, name   # the UI links to the source
         assert node.partitions_def is not None
 
 

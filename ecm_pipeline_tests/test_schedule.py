@@ -26,6 +26,7 @@ def test_tick_runs_its_own_partition(tick: str) -> None:
     requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == [f"2026-11-21-{tick}"]
     assert requests[0].run_key == f"2026-11-21-{tick}"
+    assert requests[0].tags["ecm/trigger"] == "schedule"   # as `ecm` tags its runs cli / cli-backfill
     assert schedule.cron_schedule == "0 7,14,20 * * *" and schedule.execution_timezone == "Asia/Dubai"
 
 

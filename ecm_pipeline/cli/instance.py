@@ -17,9 +17,10 @@ from pathlib import Path
 import dagster as dg
 
 from ecm_pipeline.osutil import os_problem, pid_alive
+from ecm_pipeline.run_context import TICK_TAG, TRIGGER_TAG
 from ecm_pipeline.settings import PACKAGE, ecm_home
 
-HOST_TAG, PID_TAG, TRIGGER_TAG, TICK_TAG = "ecm/host", "ecm/pid", "ecm/trigger", "ecm/tick"
+HOST_TAG, PID_TAG = "ecm/host", "ecm/pid"
 ALIVE = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED,
          dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.CANCELING)
 
