@@ -22,6 +22,7 @@ PACKAGE = resources.files("ecm_pipeline")
 DEFAULT_SETTINGS_FILE = PACKAGE / "settings.yaml"
 CATALOGUE_FILE = PACKAGE / "stuck_reasons.yaml"
 RULES_FILE = PACKAGE / "classification_rules.yaml"
+RUNBOOKS_FILE = PACKAGE / "runbooks.yaml"
 
 
 class ConfigError(Exception):
@@ -208,7 +209,16 @@ class Reason(_Model):
     runbook: str
     action: str
     escalation: str = ""
-    steps: tuple[str, ...] = ()
+
+
+class Runbook(_Model):
+    title: str
+    steps: tuple[str, ...] = Field(min_length=1)
+    escalate_when: str
+
+
+class Runbooks(_Model):
+    runbooks: dict[str, Runbook]
 
 
 class Catalogue(_Model):
@@ -292,3 +302,13 @@ def load_rule_table(path: Traversable | Path = RULES_FILE) -> list[dict]:
 @cache
 def load_catalogue(path: Traversable | Path = CATALOGUE_FILE) -> Catalogue:
     return _validated(Catalogue, path)
+
+
+@cache
+def load_runbooks(path: Traversable | Path = RUNBOOKS_FILE) -> dict[str, Runbook]:
+    """The runbooks by file name; every runbook the catalogue names must be there."""
+    runbooks = _validated(Runbooks, path).runbooks
+    missing = sorted({r.runbook for r in load_catalogue().reasons.values()} - set(runbooks))
+    if missing:
+        raise ConfigError(f"{path}: no runbook for {', '.join(missing)} (named in {CATALOGUE_FILE})")
+    return runbooks

@@ -70,10 +70,12 @@ def _template() -> jinja2.Template:
 
 @cache
 def snapshot_sql(n_ticks: int, with_history: bool, one_order: bool = False) -> str:
+    """The query for `n_ticks` ticks; `one_order`: restricted to the orders `:order_ids` (the field
+    command `ecm order` asks for one, its test for a few), every other line the pipeline's own."""
     return _template().render(n_ticks=n_ticks, with_history=with_history, one_order=one_order)
 
 
-def snapshot_params(ticks: Sequence[datetime], settings: Settings, order_id: str | None = None) -> dict:
+def snapshot_params(ticks: Sequence[datetime], settings: Settings, order_ids: Sequence[str] | None = None) -> dict:
     cfg = settings.snapshot
     window, min_age = timedelta(days=cfg.window_days), timedelta(hours=cfg.min_age_hours)
     params: dict = {
@@ -87,18 +89,18 @@ def snapshot_params(ticks: Sequence[datetime], settings: Settings, order_id: str
     }
     for i, tick in enumerate(ticks):
         params |= {f"as_of_{i}": tick, f"window_start_{i}": tick - window, f"newest_created_{i}": tick - min_age}
-    if order_id is not None:
-        params["order_ids"] = [order_id]
+    if order_ids is not None:
+        params["order_ids"] = list(order_ids)
     return params
 
 
 def take_snapshots(warehouse: Warehouse, ticks: Sequence[datetime], settings: Settings,
-                   order_id: str | None = None) -> dict[datetime, Snapshot]:
-    """The snapshot of every tick (naive UTC), from one query; `order_id` restricts it to one order."""
+                   order_ids: Sequence[str] | None = None) -> dict[datetime, Snapshot]:
+    """The snapshot of every tick (naive UTC), from one query; `order_ids` restricts it to those orders."""
     ticks = sorted(set(ticks))
     has_history = HISTORY_TABLE in warehouse.tables([HISTORY_TABLE])
-    sql = snapshot_sql(len(ticks), has_history, one_order=order_id is not None)
-    rows = warehouse.query(sql, snapshot_params(ticks, settings, order_id))
+    sql = snapshot_sql(len(ticks), has_history, one_order=order_ids is not None)
+    rows = warehouse.query(sql, snapshot_params(ticks, settings, order_ids))
     rows["as_of"] = pd.to_datetime(rows["as_of"]).astype("datetime64[us]")
     candidates = rows[rows["scope"] == "candidate"].reset_index(drop=True)
     derived = derive_columns(candidates.drop(columns=["scope"]), candidates["as_of"], settings)

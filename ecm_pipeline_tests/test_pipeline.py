@@ -74,6 +74,11 @@ def test_whole_chain_numbers_match_sheet_and_lake(demo_env) -> None:
     assert all(p["thread_ts"] for p in posts[1:])
     thread_orders = sum(len(re.findall(r"^• `", p["text"], re.M)) for p in posts[1:])
     assert thread_orders == len(mine)
+    # The field commands, named in the briefing and at the end of each agent's thread (SPEC §11).
+    assert "*Getting started:* `ecm tickets` your queue · `ecm order ID`" in text
+    for post in posts[1:]:
+        first = re.search(r"^• `([^`]+)`", post["text"], re.M).group(1)
+        assert post["text"].endswith(f"Start with `ecm order {first}` for its diagnosis and runbook.")
 
 
 def test_rerun_assigns_nothing_twice_and_updates_the_briefing(demo_env) -> None:

@@ -5,6 +5,9 @@
     ecm check                           test the configuration and every connection
     ecm backfill --from KEY --to KEY    rebuild a range of past ticks and the history in one run
     ecm health [--json]                 is the tick due by now triaged? (exit 0 ok, 1 late/missed, 2 failed, 3 never)
+    ecm tickets [--agent EMAIL]         your open tickets, most urgent first, and today's figures
+    ecm order ID [--as-of KEY]          one order's diagnosis with the pipeline's query and rules
+    ecm start|resolve|escalate ID       move your ticket through its lifecycle (SPEC §8)
 
 A mistake or a failure the user can act on is one line on stderr and a non-zero exit (2 for bad
 input, 1 for a failed run); `--verbose` shows Dagster's log and the stack traces.
@@ -18,7 +21,7 @@ import sys
 import traceback
 import warnings
 
-from ecm_pipeline.cli import history, pipeline
+from ecm_pipeline.cli import field, history, pipeline
 from ecm_pipeline.cli.instance import InstanceError
 from ecm_pipeline.osutil import os_problem
 
@@ -29,10 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     pipeline.register(sub)
     history.register(sub)
+    field.register(sub)
     return parser
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from ecm_pipeline.domain.field import FieldError
     from ecm_pipeline.domain.roster import RosterError
     from ecm_pipeline.resources.lake import LakeError
     from ecm_pipeline.resources.sheet import SheetError
@@ -40,7 +45,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ecm_pipeline.resources.warehouse import WarehouseError
     from ecm_pipeline.settings import ConfigError
 
-    return ConfigError, InstanceError, SheetError, WarehouseError, LakeError, OutboxError, RosterError
+    return ConfigError, InstanceError, SheetError, WarehouseError, LakeError, OutboxError, RosterError, FieldError
 
 
 def main(argv: list[str] | None = None) -> int:

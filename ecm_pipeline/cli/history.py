@@ -33,14 +33,12 @@ class BackfillError(ValueError):
 def _checked_warehouse_span(keys: list[str]) -> list[str]:
     """Fail in one line when there is no warehouse or the range lies outside its data; return
     notes for ticks it only partly covers."""
-    import dagster as dg
-
-    from ecm_pipeline.resources import environment_resources
+    from ecm_pipeline.resources import initialized
     from ecm_pipeline.snapshot import data_span
 
     settings = load_settings()
-    with dg.build_resources({"warehouse": environment_resources()["warehouse"]}) as built:
-        span = data_span(built.warehouse)
+    with initialized("warehouse") as built:
+        span = data_span(built["warehouse"])
     if span is None:
         raise BackfillError("the warehouse holds no orders: nothing to backfill")
     first_order, newest = span

@@ -57,14 +57,12 @@ def alert_failure(instance, run_id: str) -> None:
     """Post the failure alert for a run `ecm` ran in-process (no daemon's sensor may see it); the
     sensor, if it sees the run later, updates this one alert. A Slack problem here is a warning:
     the run's own failure is what the command reports."""
-    import dagster as dg
-
     from ecm_pipeline.alerts import post_failure_alert
-    from ecm_pipeline.resources import environment_resources
+    from ecm_pipeline.resources import initialized
 
     try:
-        with dg.build_resources({"slack": environment_resources()["slack"]}) as built:
-            delivery = post_failure_alert(instance, instance.get_run_by_id(run_id), built.slack)
+        with initialized("slack") as built:
+            delivery = post_failure_alert(instance, instance.get_run_by_id(run_id), built["slack"])
     except Exception as exc:  # never hide the run's failure behind the alert's
         stderr(f"warning: the failure alert could not be posted: {type(exc).__name__}: "
                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")

@@ -201,7 +201,7 @@ def briefing_text(f: TriageFigures, sheet_url: str = "", critical_hours: float =
             f"👤 *{escape(r['name'])}* — {r['orders']} tickets ({int(r['high_value'])} high value)"
             for _, r in f.per_agent.iterrows()
         ]
-        footer = [f"<{sheet_url}|ECM Assignments Sheet>"] if sheet_url else []
+        footer = [GETTING_STARTED, *([f"<{sheet_url}|ECM Assignments Sheet>"] if sheet_url else [])]
         budget = MAIN_LIMIT - len("\n".join(lines + footer)) - 60
         shown = []
         for line in agent_lines:
@@ -216,6 +216,11 @@ def briefing_text(f: TriageFigures, sheet_url: str = "", critical_hours: float =
     else:
         lines.append("No assignments this tick.")
     return "\n".join(lines)
+
+
+# The seeds' "getting started" lines (SPEC §11): the field commands an agent works the queue with.
+GETTING_STARTED = ("*Getting started:* `ecm tickets` your queue · `ecm order ID` an order's diagnosis · "
+                   "`ecm start ID` · `ecm resolve ID --notes ...` · `ecm escalate ID --reason ...`")
 
 
 def agent_thread_text(agent: pd.Series, orders: pd.DataFrame, key: str) -> str:
@@ -233,6 +238,8 @@ def agent_thread_text(agent: pd.Series, orders: pd.DataFrame, key: str) -> str:
     for run, group in earlier.groupby("triage_run"):
         lines.append(f"*:inbox_tray: Carried over from the {escape(run)} tick* (not announced then)")
         lines += [_order_line(r) for _, r in group.iterrows()]
+    if len(orders):
+        lines.append(f"Start with `ecm order {escape(orders['order_id'].iloc[0])}` for its diagnosis and runbook.")
     return "\n".join(lines)
 
 

@@ -10,7 +10,8 @@ variable's name instead of silently falling back to a local stand-in.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -78,3 +79,12 @@ def environment_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.
         slack = SlackResource()
     lake = LakeResource(url=dg.EnvVar("ECM_LAKE_URL")) if env.get("ECM_LAKE_URL") else LakeResource()
     return {"warehouse": warehouse, "sheet": sheet, "slack": slack, "lake": lake}
+
+
+@contextmanager
+def initialized(*keys: str) -> Iterator[dict]:
+    """This environment's resources, initialised as a run would (environment variables resolved),
+    for the `ecm` commands that use them outside a run."""
+    available = environment_resources()
+    with dg.build_resources({k: available[k] for k in keys}) as built:
+        yield {k: getattr(built, k) for k in keys}
