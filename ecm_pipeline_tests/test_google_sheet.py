@@ -515,3 +515,27 @@ def test_api_calls_per_run_do_not_depend_on_scale(ecm_env: Path, key_json: str, 
     assert written["full"] > written["small"] > 0
     assert counts["small"] == counts["full"]
     assert counts["full"]["append"] == 1
+
+
+def test_the_field_commands_work_on_google_sheets(fake: FakeSheets, key_json: str, ecm_env: Path, monkeypatch,
+                                                  capsys) -> None:
+    from ecm_pipeline.cli import main
+
+    fake.add_tab("Agents", [AGENT_COLUMNS, ["ana.lopez@aspora.com", "Ana", "Ops", "", "TRUE", "10"]])
+    fake.add_tab("Assignments", [ASSIGNMENT_COLUMNS, *assignment_rows(3).values.tolist()])
+    monkeypatch.setenv("SPREADSHEET_ID", fake.spreadsheet_id)
+    monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT_JSON", for_fake(key_json, fake))
+    monkeypatch.setenv("GOOGLE_SHEETS_API_ENDPOINT", fake.url)
+    monkeypatch.setenv("ECM_AGENT", "Ana.Lopez@aspora.com")
+    first, second = assignment_rows(2)["Order ID"]
+    assert main(["start", first]) == 0
+    assert main(["resolve", first, "--notes", "done"]) == 0
+    assert main(["escalate", second, "--reason", "partner silent"]) == 0
+    assert main(["resolve", first, "--notes", "again"]) == 1
+    assert "already RESOLVED" in capsys.readouterr().err
+    assert tab(fake)["Status"].tolist()[:2] == ["RESOLVED", "ESCALATED"]
+    assert [r[1] for r in fake.rows("Resolutions")[1:]] == [first]
+    assert [r[1] for r in fake.rows("Escalations")[1:]] == [second]
+    assert [(r[4], r[5]) for r in fake.rows("Audit Log")[1:]] == [("OPEN", "IN_PROGRESS"), ("IN_PROGRESS", "RESOLVED"),
+                                                                  ("OPEN", "ESCALATED")]
+    assert not any(t.startswith("_ecm_lock") for t in fake.tabs)     # every lock released

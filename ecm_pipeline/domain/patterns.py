@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from ecm_pipeline.domain.briefing import Message, escape, sections
+from ecm_pipeline.domain.classification import UNCATEGORIZED
 from ecm_pipeline.settings import ReportSettings
 
 SIGNATURE = ("currency", "status", "sub_state", "lulu_status", "has_falcon", "falcon_status", "payout_status",
              "payout_partner", "rfi_status")
-UNCATEGORIZED = "uncategorized"
 CLUSTER_COLUMNS = ["signature", *SIGNATURE, "orders", "value_aed", "avg_hours", "max_hours", "high_value_orders",
                    "critical_orders", "uncategorized_orders", "impact", "flags", "mapped_reason", "novel", "trend",
                    "change"]
