@@ -3,13 +3,17 @@
 import dagster as dg
 
 from ecm_pipeline.assets import GROUP, HISTORY_GROUP, LIVE_TICK_TAG, REPORTS_GROUP
+from ecm_pipeline.partitions import triage_partitions
 from ecm_pipeline.run_context import TRIGGER_TAG
 
 TRIAGE_JOB = "ecm_triage"
 
 triage_job = dg.define_asset_job(
     TRIAGE_JOB,
-    selection=dg.AssetSelection.groups(GROUP, HISTORY_GROUP, REPORTS_GROUP),   # partitioned as its assets are
+    selection=dg.AssetSelection.groups(GROUP, HISTORY_GROUP, REPORTS_GROUP),
+    # Deprecated (inferred from the assets) but still needed in 1.13: without it the schedule built
+    # from this job stays unresolved until the repository resolves it.
+    partitions_def=triage_partitions,
     description="Snapshot, qualify, score, assign and brief one tick, and add it to the backlog history; the "
                 "daily tick also reports the backlog (before the briefing) and the patterns (after it).",
     tags={"ecm/job": "triage"},
