@@ -150,6 +150,10 @@ class ProgressSettings(_Model):
         return self
 
 
+class RetentionSettings(_Model):
+    closed_days: float = Field(default=30, ge=1)
+
+
 class ReportSettings(_Model):
     daily_tick: str | None = "07:00"     # None: no daily reports
     inflow_days: int = Field(default=7, ge=2)
@@ -181,6 +185,7 @@ class Settings(_Model):
     slack: SlackSettings = SlackSettings()
     history: HistorySettings = HistorySettings()
     progress: ProgressSettings = ProgressSettings()
+    retention: RetentionSettings = RetentionSettings()
     reports: ReportSettings = ReportSettings()
     alerts: AlertSettings = AlertSettings()
 

@@ -45,6 +45,21 @@ LEDGER_TABS: dict[str, tuple[str, ...]] = {
     "Pattern Intelligence": PATTERN_COLUMNS,
 }
 ALL_TABS = {**TABS, **LEDGER_TABS}
+# Closed tickets past the retention move to one archive tab per year of their last change, with
+# exactly the Assignments columns.
+ARCHIVE_PREFIX = "Assignments Archive "
+
+
+def archive_tab(year: int) -> str:
+    return f"{ARCHIVE_PREFIX}{year}"
+
+
+def tab_columns(tab: str) -> tuple[str, ...] | None:
+    """The columns of a tab this project owns (archive tabs included); None for any other."""
+    if tab in ALL_TABS:
+        return ALL_TABS[tab]
+    year = tab.removeprefix(ARCHIVE_PREFIX)
+    return ASSIGNMENT_COLUMNS if tab.startswith(ARCHIVE_PREFIX) and year.isdigit() else None
 
 # A ticket is one order in one triage run: the identity every write of a row carries.
 TICKET_KEY = ("Order ID", "Triage Run")
@@ -126,13 +141,22 @@ def pipeline_copies(tab: pd.DataFrame) -> pd.DataFrame:
 
 def row_key(tab: str) -> tuple[str, ...]:
     """The cells that identify a row of `tab`; every column where a row has no narrower identity."""
+    if tab.startswith(ARCHIVE_PREFIX):
+        return TICKET_KEY
     return ROW_KEYS.get(tab) or ALL_TABS[tab]
 
 
+_KEY_SEPARATOR = "\x1f"   # a control character no cell holds, so joined keys cannot collide
+
+
 def keyed(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:
-    """Each row's identity as one tuple of trimmed cells."""
-    cells = frame[list(key)].astype(str).apply(lambda col: col.str.strip())
-    return pd.Series(list(cells.itertuples(index=False, name=None)), index=frame.index, dtype=object)
+    """Each row's identity as one string of its trimmed cells (vectorised: archive runs key
+    hundreds of thousands of rows)."""
+    joined = pd.Series("", index=frame.index, dtype=object)
+    for n, column in enumerate(key):
+        cells = frame[column].astype(str).str.strip()
+        joined = cells if n == 0 else joined + _KEY_SEPARATOR + cells
+    return joined.astype(object)
 
 
 def later_copies(frame: pd.DataFrame, tab: str) -> pd.DataFrame:
@@ -191,3 +215,19 @@ def can_transition(current: str, target: Status) -> bool:
         return target in TRANSITIONS[Status(current.strip().upper())]
     except ValueError:
         return False
+
+
+def archivable(tab: pd.DataFrame, resolutions: pd.DataFrame, now: pd.Timestamp, closed_days: float) -> pd.DataFrame:
+    """RESOLVED tickets whose last change — their resolution's Timestamp, or Assigned At where no
+    later change is recorded — is more than `closed_days` before `now` (naive UTC), with that time
+    in `last_change`. A ticket with no time the pipeline can read stays where it is."""
+    closed = tab[statuses(tab) == Status.RESOLVED]
+    stamps = pd.to_datetime(resolutions["Timestamp"].astype(str).str.strip(), format=ASSIGNED_AT_FORMAT,
+                            errors="coerce", utc=True).dt.tz_localize(None)
+    resolved_at = stamps.groupby(keyed(resolutions, TICKET_KEY).to_numpy()).max() if len(resolutions) else None
+    last = assigned_at_utc(closed)
+    if resolved_at is not None and len(closed):
+        later = keyed(closed, TICKET_KEY).map(resolved_at)
+        last = pd.concat([last, later.astype("datetime64[us]")], axis=1).max(axis=1)
+    old = last < now - pd.Timedelta(days=closed_days)
+    return closed[old.to_numpy()].assign(last_change=last[old])

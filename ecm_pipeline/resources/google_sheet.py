@@ -128,6 +128,21 @@ def _frame(tab: str, values: list[list[Any]]) -> pd.DataFrame:
     return frame.astype({ROW: int, **{c: object for c in columns}})
 
 
+WHOLE_TAB_ABOVE = 200   # delete_rows re-reads the whole tab rather than this many single rows
+
+
+def _runs(rows_descending: list[int]) -> list[tuple[int, int]]:
+    """Row numbers (descending) as (first, last) runs of adjacent rows, bottom run first: one
+    deleteDimension per run, so deleting a year of closed tickets is a handful of requests."""
+    runs: list[tuple[int, int]] = []
+    for row in rows_descending:
+        if runs and runs[-1][0] == row + 1:
+            runs[-1] = (row, runs[-1][1])
+        else:
+            runs.append((row, row))
+    return runs
+
+
 class GoogleSheetStore(AssignmentStore):
     """The assignment store on a Google Sheet; one instance serves one asset or command."""
 
@@ -206,27 +221,30 @@ class GoogleSheetStore(AssignmentStore):
             return 0
         title = self._title(tab)
         columns = list(columns_of(tab))
-        ranges = [absolute_range_name(title, f"{int(r)}:{int(r)}") for r in rows[ROW]]
-        answer = self._call(f"{tab}: re-reading {len(ranges)} rows", lambda _: self.http.values_batch_get(
-            self.spreadsheet_id, ranges, params=dict(_READ_PARAMS)))
-        header = self._values(absolute_range_name(title, "1:1"))[0]
-        positions = _positions(tab, header)
-        confirmed = []
-        for (_, expected), value_range in zip(rows.iterrows(), answer.get("valueRanges", []), strict=True):
-            cells = (value_range.get("values") or [[]])[0]
-            now = [str(cells[p]) if p < len(cells) else "" for p in positions]
-            if now == [str(expected[c]) for c in columns]:
-                confirmed.append(int(expected[ROW]))
+        if len(rows) > WHOLE_TAB_ABOVE:   # many rows (an archive run): one read of the tab, not a range each
+            current = _frame(tab, self._values(absolute_range_name(title))).set_index(ROW)
+            lines = [current.loc[r, columns].tolist() if r in current.index else None for r in rows[ROW]]
+        else:
+            ranges = [absolute_range_name(title, f"{int(r)}:{int(r)}") for r in rows[ROW]]
+            answer = self._call(f"{tab}: re-reading {len(ranges)} rows", lambda _: self.http.values_batch_get(
+                self.spreadsheet_id, ranges, params=dict(_READ_PARAMS)))
+            positions = _positions(tab, self._values(absolute_range_name(title, "1:1"))[0])
+            lines = []
+            for value_range in answer.get("valueRanges", []):
+                cells = (value_range.get("values") or [[]])[0]
+                lines.append([str(cells[p]) if p < len(cells) else "" for p in positions])
+        confirmed = [int(expected[ROW]) for (_, expected), now in zip(rows.iterrows(), lines, strict=True)
+                     if now is not None and [str(v) for v in now] == [str(expected[c]) for c in columns]]
         if not confirmed:
             return 0
         sheet_id = self._sheets_by_title()[title.casefold()]["sheetId"]
         requests_ = [{"deleteDimension": {"range": {"sheetId": sheet_id, "dimension": "ROWS",
-                                                   "startIndex": r - 1, "endIndex": r}}}
-                     for r in sorted(set(confirmed), reverse=True)]
+                                                   "startIndex": start - 1, "endIndex": end}}}
+                     for start, end in _runs(sorted(set(confirmed), reverse=True))]
         # Not retried: after a lost response the rows have moved; the next run re-reads and converges.
         self._call(f"{tab}: deleting {len(requests_)} rows",
                    lambda _: self.http.batch_update(self.spreadsheet_id, {"requests": requests_}), attempts=1)
-        return len(requests_)
+        return len(set(confirmed))
 
     def update_row(self, tab: str, row: int, expect: Mapping[str, str], values: Mapping[str, str]) -> bool:
         """Read-check-write of one row, then read it back: a change someone made in between is

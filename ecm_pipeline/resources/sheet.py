@@ -26,7 +26,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ecm_pipeline.domain.tickets import ALL_TABS, TABS, not_yet_in
+from ecm_pipeline.domain.tickets import ALL_TABS, ARCHIVE_PREFIX, TABS, not_yet_in, tab_columns
 from ecm_pipeline.settings import ecm_home
 
 ROW = "_row"   # the row's position in its tab, as the store knows it
@@ -41,10 +41,10 @@ class SheetLockTimeout(SheetError):
 
 
 def columns_of(tab: str) -> tuple[str, ...]:
-    try:
-        return ALL_TABS[tab]
-    except KeyError:
-        raise SheetError(f"{tab!r} is not a tab this project knows") from None
+    columns = tab_columns(tab)
+    if columns is None:
+        raise SheetError(f"{tab!r} is not a tab this project knows")
+    return columns
 
 
 def as_text(tab: str, rows: pd.DataFrame) -> pd.DataFrame:
@@ -54,6 +54,12 @@ def as_text(tab: str, rows: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise SheetError(f"{tab}: rows to append lack columns {missing}")
     return rows[columns].astype("object").where(rows[columns].notna(), "").astype(str).reset_index(drop=True)
+
+
+def _records(frame: pd.DataFrame) -> list[tuple]:
+    """Rows as tuples of plain Python values, column by column (iterating Arrow-backed string
+    rows one by one costs seconds at archive sizes)."""
+    return list(zip(*(frame[c].tolist() for c in frame.columns), strict=True))
 
 
 class AssignmentStore(ABC):
@@ -148,7 +154,8 @@ class LocalSheetStore(AssignmentStore):
 
     def reset(self) -> None:
         with self._transaction() as conn:
-            for tab in ALL_TABS:
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for tab in [t for t in tables if t in ALL_TABS or t.startswith(ARCHIVE_PREFIX)]:
                 conn.execute(f"DROP TABLE IF EXISTS {self._quote(tab)}")
             self._create(conn, TABS)
 
@@ -179,19 +186,16 @@ class LocalSheetStore(AssignmentStore):
         with self._transaction() as conn:
             self._create(conn, {tab: columns_of(tab)})
             names = ", ".join(self._quote(c) for c in columns)
-            conn.executemany(f"INSERT INTO {self._quote(tab)} ({names}) VALUES ({placeholders})",
-                             values.itertuples(index=False, name=None))
+            conn.executemany(f"INSERT INTO {self._quote(tab)} ({names}) VALUES ({placeholders})", _records(values))
         return len(values)
 
     def delete_rows(self, tab: str, rows: pd.DataFrame, key: Sequence[str]) -> int:
-        where = " AND ".join(f"{self._quote(c)} = ?" for c in key)
-        deleted = 0
+        where = " AND ".join(f"COALESCE({self._quote(c)}, '') = ?" for c in key)
+        records = _records(rows[[ROW, *key]].astype({ROW: int}))
         with self._transaction() as conn:
-            for record in rows[[ROW, *key]].itertuples(index=False, name=None):
-                cursor = conn.execute(f"DELETE FROM {self._quote(tab)} WHERE rowid = ? AND {where}",
-                                      (int(record[0]), *record[1:]))
-                deleted += cursor.rowcount
-        return deleted
+            before = conn.total_changes
+            conn.executemany(f"DELETE FROM {self._quote(tab)} WHERE rowid = ? AND {where}", records)
+            return conn.total_changes - before
 
     def update_row(self, tab: str, row: int, expect: Mapping[str, str], values: Mapping[str, str]) -> bool:
         assignments = ", ".join(f"{self._quote(c)} = ?" for c in values)

@@ -1,0 +1,109 @@
+"""The Sheet as months pass: the tickets of the tabs this project owns copied into the lake at every
+live tick (`ticket_history`), and closed tickets past the retention moved out of the Assignments
+tab into a yearly archive tab and the lake (`archived_tickets`), so the tab people work by hand —
+and every run's read of it — stays the size of the open work.
+
+The move is copy, verify, then delete, under the Assignments tab's lock: a crash in between leaves
+a ticket in both places at most (never in neither), and the next run finishes the move without a
+second copy (the archive tab and the lake are both keyed by ticket)."""
+
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from ecm_pipeline.assets.triage import LIVE_TICK_ONLY, PARTITIONED, _skip_all, _spec
+from ecm_pipeline.domain.tickets import (
+    ASSIGNMENT_COLUMNS,
+    TICKET_KEY,
+    archivable,
+    archive_tab,
+    keyed,
+)
+from ecm_pipeline.metadata import partition_metadata
+from ecm_pipeline.resources.lake import LakeResource
+from ecm_pipeline.resources.sheet import ROW, AssignmentStoreResource
+from ecm_pipeline.run_context import partition_keys, side_effects_blocked
+from ecm_pipeline.settings import load_settings
+
+HISTORY_TABS = ("Assignments", "Resolutions", "Escalations")
+
+
+def archived_keys(lake: LakeResource, except_key: str) -> set[tuple]:
+    """The tickets the lake's archive already holds, from every tick but `except_key`."""
+    keys = [k for k in lake.partitions("archived_tickets") if k != except_key]
+    frames = [f.frame for f in lake.read_many("archived_tickets", keys).values()]
+    return set(keyed(pd.concat(frames), TICKET_KEY)) if frames else set()
+
+
+@dg.multi_asset(
+    name="ticket_archive",
+    specs=[
+        _spec("archived_tickets", "Closed tickets moved out of the Assignments tab at the tick: RESOLVED, and "
+              "their last change (resolution, else Assigned At) older than retention.closed_days. Each is also "
+              "in the Sheet's archive tab for its year; each ticket is in the lake once.",
+              kinds={"googlesheets", "pandas", "parquet"}, deps=["assignments"],
+              tags={"ecm/writes": "sheet", **LIVE_TICK_ONLY}),
+        _spec("ticket_history", "Every ticket of the tabs this project owns (Assignments, Resolutions, "
+              "Escalations) as they stood at the tick, one row per Sheet row with its tab: what history, reports "
+              "and statistics query with DuckDB instead of reading the Sheet. Live tick only.",
+              kinds={"googlesheets", "pandas", "parquet"}, deps=["assignments"], tags=LIVE_TICK_ONLY),
+    ],
+    pool="ecm_assignment_store",
+    **PARTITIONED,
+)
+def ticket_archive(context: dg.AssetExecutionContext, lake: LakeResource, sheet: AssignmentStoreResource):
+    """Archives old closed tickets (copy, verify, delete) and copies the tabs into the lake."""
+    keys = partition_keys(context)
+    blocked = side_effects_blocked(context, keys)
+    if blocked:
+        yield from _skip_all(context, ["archived_tickets", "ticket_history"], blocked)
+        return
+    settings = load_settings()
+    key = keys[0]
+    run_id = context.run.run_id
+    store = sheet.store()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with store.lock("Assignments", owner=f"run {run_id[:8]} ({key}, archive)",
+                    timeout_seconds=settings.sheet.lock_timeout_seconds):
+        tabs = store.read_tabs(list(HISTORY_TABS))
+        old = archivable(tabs["Assignments"], tabs["Resolutions"], pd.Timestamp(now), settings.retention.closed_days)
+        old = old.assign(archive_tab=[archive_tab(y) for y in old["last_change"].dt.year])
+        # 1. the lake: this tick's file keeps what an interrupted earlier run of it wrote, plus the rest
+        before = lake.find("archived_tickets", key)
+        held = pd.concat([before.frame, old.drop(columns=[ROW])]) if before is not None else old.drop(columns=[ROW])
+        mine = held[~keyed(held, TICKET_KEY).isin(archived_keys(lake, key)).to_numpy()]
+        mine = mine.loc[~keyed(mine, TICKET_KEY).duplicated().to_numpy()].reset_index(drop=True)
+        versions = lake.write("archived_tickets", {key: mine}, run_id=run_id)
+        # 2. the archive tabs, once per ticket; 3. verify; 4. delete what is safely in both
+        names = sorted(set(old["archive_tab"]))
+        archives = store.read_tabs(names) if names else {}
+        appended = sum(store.append_once(name, old[old["archive_tab"] == name][list(ASSIGNMENT_COLUMNS)],
+                                         archives[name]) for name in names)
+        present = set()
+        for frame in (store.read_tabs(names) if names else {}).values():
+            present |= set(keyed(frame, TICKET_KEY))
+        verified = old[keyed(old, TICKET_KEY).isin(present).to_numpy()]
+        removed = store.delete_rows("Assignments", verified, list(ASSIGNMENT_COLUMNS)) if len(verified) else 0
+        if len(verified) < len(old):
+            context.log.warning(f"{len(old) - len(verified)} tickets were not found in their archive tab after the "
+                                "copy; they stay in Assignments and the next tick tries again")
+        history = store.read_tabs(list(HISTORY_TABS))
+    rows = pd.concat([frame.drop(columns=[ROW]).assign(tab=tab) for tab, frame in history.items()], ignore_index=True)
+    history_versions = lake.write("ticket_history", {key: rows}, run_id=run_id)
+    context.log.info(f"archived {removed} closed tickets older than {settings.retention.closed_days:g} days; "
+                     f"{len(history['Assignments'])} rows remain in Assignments")
+    yield dg.MaterializeResult(asset_key="archived_tickets", metadata={
+        **partition_metadata(mine, lake.uri("archived_tickets", key)),
+        "archived_now": removed, "appended_to_archive_tabs": appended, "archive_tabs": ", ".join(names),
+        "assignments_rows_left": len(history["Assignments"]), "lake_version": versions[key],
+    })
+    yield dg.MaterializeResult(asset_key="ticket_history", metadata={
+        **partition_metadata(rows, lake.uri("ticket_history", key)),
+        **{f"rows_{tab.lower()}": len(frame) for tab, frame in history.items()},
+        "lake_version": history_versions[key],
+    })
+
+
+archive_assets = [ticket_archive]
