@@ -33,7 +33,8 @@ def closed_rows(n: int, prefix: str, assigned: pd.Timestamp) -> pd.DataFrame:
     return pd.DataFrame({"Order ID": [f"{prefix}{i:09d}" for i in range(n)],
                          "Assigned Agent": "amira.haddad@aspora.example", "Assigned At": stamp, "Status": "RESOLVED",
                          "Priority": "P3", "Currency": "AED", "Amount": "120.00", "Hours Stuck": "30.0",
-                         "Diagnosis": "stuck_at_lulu", "Notes": "", "Triage Run": "2026-06-01-07:00"}, columns=list(ASSIGNMENT_COLUMNS))
+                         "Diagnosis": "stuck_at_lulu", "Notes": "", "Triage Run": "2026-06-01-07:00"},
+                        columns=list(ASSIGNMENT_COLUMNS))
 
 
 def seeded(home: Path) -> Path:
