@@ -17,9 +17,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from ecm_pipeline.archive import every_ticket
 from ecm_pipeline.assets.archive import ticket_archive
-from ecm_pipeline.domain.tickets import ASSIGNMENT_COLUMNS, archivable, archive_tab
+from ecm_pipeline.domain.tickets import ASSIGNMENT_COLUMNS, archivable, archive_tab, first_ticket_at
 from ecm_pipeline.resources import environment_resources
+from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import LocalSheetStore
 from ecm_pipeline_tests.conftest import QUIET
 
@@ -109,6 +111,10 @@ def test_old_closed_tickets_leave_the_tab_once_even_when_the_run_is_killed(demo_
     assert open_before <= working                                          # open tickets stay
     history = pd.read_parquet(home / "lake" / "ticket_history" / f"{key}.parquet")
     assert len(history[history["tab"] == "Assignments"]) == len(working)
+    # What needs every ticket ever assigned (the history's self-heal test) still finds archived ones.
+    tab = LocalSheetStore(home / "sheet.sqlite").read_tab("Assignments")
+    first = first_ticket_at(every_ticket(LakeResource(url=str(home / "lake")), tab))
+    assert first.index.str.startswith("ARC").sum() == OLD_CLOSED
 
     # The same end state as one run that was never interrupted.
     shutil.copy(pristine, home / "sheet.sqlite")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
+from ecm_pipeline.archive import ARCHIVE_ASSET
 from ecm_pipeline.assets.triage import LIVE_TICK_ONLY, PARTITIONED, _skip_all, _spec
 from ecm_pipeline.domain.tickets import (
     ASSIGNMENT_COLUMNS,
@@ -30,10 +31,10 @@ from ecm_pipeline.settings import load_settings
 HISTORY_TABS = ("Assignments", "Resolutions", "Escalations")
 
 
-def archived_keys(lake: LakeResource, except_key: str) -> set[tuple]:
+def archived_keys(lake: LakeResource, except_key: str) -> set[str]:
     """The tickets the lake's archive already holds, from every tick but `except_key`."""
-    keys = [k for k in lake.partitions("archived_tickets") if k != except_key]
-    frames = [f.frame for f in lake.read_many("archived_tickets", keys).values()]
+    keys = [k for k in lake.partitions(ARCHIVE_ASSET) if k != except_key]
+    frames = [f.frame for f in lake.read_many(ARCHIVE_ASSET, keys).values()]
     return set(keyed(pd.concat(frames), TICKET_KEY)) if frames else set()
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from ecm_pipeline.archive import every_ticket
 from ecm_pipeline.charts import backlog_chart
 from ecm_pipeline.domain.gate_frames import stacked, unstacked
 from ecm_pipeline.domain.history import backlog_breakdown, backlog_flow
@@ -56,7 +57,7 @@ def history(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assign
     keys = partition_keys(context)
     inputs = read_checked(context, lake, "scored_orders", keys, "build the backlog history")
     # Read, never written: which orders had a ticket by each tick tells self-healing from work done.
-    first_ticket = first_ticket_at(sheet.store().read_tab("Assignments"))
+    first_ticket = first_ticket_at(every_ticket(lake, sheet.store().read_tab("Assignments")))
     ticks = {k: pd.Timestamp(as_of_utc(k)) for k in keys}
     frames = {k: f.frame for k, f in inputs.items()}
     breakdown = unstacked(backlog_breakdown(stacked(frames), ticks, catalogue), keys, keep_partition=True)

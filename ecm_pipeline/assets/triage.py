@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pandas as pd
 
+from ecm_pipeline.archive import every_ticket
 from ecm_pipeline.domain import summary
 from ecm_pipeline.domain.announcements import ANNOUNCED, PENDING, carried_over, empty_ledger, ledger
 from ecm_pipeline.domain.assignment import plan_assignments, triage_outcome
@@ -534,7 +535,7 @@ def _self_healed(lake: LakeResource, key: str, as_of: pd.Timestamp, tickets: pd.
     if previous is None:
         return None
     flow = backlog_flow(key, as_of, lake.read("scored_orders", key).frame, previous.frame, before,
-                        first_ticket_at(tickets))
+                        first_ticket_at(every_ticket(lake, tickets)))
     return int(flow["self_healed"].iloc[0])
 
 
