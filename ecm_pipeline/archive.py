@@ -11,13 +11,16 @@ from ecm_pipeline.resources.lake import LakeResource
 ARCHIVE_ASSET = "archived_tickets"
 
 
-def archived(lake: LakeResource) -> pd.DataFrame | None:
-    """Every ticket the archive holds (one lake file per tick that archived some), or None."""
-    frames = [f.frame for f in lake.read_many(ARCHIVE_ASSET, lake.partitions(ARCHIVE_ASSET)).values()]
+def archived(lake: LakeResource, columns: list[str] | None = None) -> pd.DataFrame | None:
+    """Every ticket the archive holds (one lake file per tick that archived some), or None; only
+    `columns` when given (the archive grows by a year of tickets a year)."""
+    frames = [f.frame for f in lake.read_many(ARCHIVE_ASSET, lake.partitions(ARCHIVE_ASSET), columns).values()]
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def every_ticket(lake: LakeResource, tab: pd.DataFrame) -> pd.DataFrame:
-    """The Assignments tab as read, with the archived tickets below it."""
-    old = archived(lake)
-    return tab if old is None or old.empty else pd.concat([tab, old[list(ASSIGNMENT_COLUMNS)]], ignore_index=True)
+def every_ticket(lake: LakeResource, tab: pd.DataFrame, columns: tuple[str, ...] = ASSIGNMENT_COLUMNS,
+                 ) -> pd.DataFrame:
+    """`columns` of the Assignments tab as read, with the archived tickets below it."""
+    old = archived(lake, list(columns))
+    mine = tab[list(columns)]
+    return mine if old is None or old.empty else pd.concat([mine, old], ignore_index=True)

@@ -34,7 +34,7 @@ HISTORY_TABS = ("Assignments", "Resolutions", "Escalations")
 def archived_keys(lake: LakeResource, except_key: str) -> set[str]:
     """The tickets the lake's archive already holds, from every tick but `except_key`."""
     keys = [k for k in lake.partitions(ARCHIVE_ASSET) if k != except_key]
-    frames = [f.frame for f in lake.read_many(ARCHIVE_ASSET, keys).values()]
+    frames = [f.frame for f in lake.read_many(ARCHIVE_ASSET, keys, list(TICKET_KEY)).values()]
     return set(keyed(pd.concat(frames), TICKET_KEY)) if frames else set()
 
 

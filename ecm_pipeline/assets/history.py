@@ -13,7 +13,7 @@ from ecm_pipeline.archive import every_ticket
 from ecm_pipeline.charts import backlog_chart
 from ecm_pipeline.domain.gate_frames import stacked, unstacked
 from ecm_pipeline.domain.history import backlog_breakdown, backlog_flow
-from ecm_pipeline.domain.tickets import first_ticket_at
+from ecm_pipeline.domain.tickets import FIRST_TICKET_COLUMNS, first_ticket_at
 from ecm_pipeline.gates import read_checked
 from ecm_pipeline.metadata import column_schema, partition_metadata
 from ecm_pipeline.partitions import TIMEZONE, as_of_utc, previous_key, triage_partitions
@@ -57,7 +57,7 @@ def history(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assign
     keys = partition_keys(context)
     inputs = read_checked(context, lake, "scored_orders", keys, "build the backlog history")
     # Read, never written: which orders had a ticket by each tick tells self-healing from work done.
-    first_ticket = first_ticket_at(every_ticket(lake, sheet.store().read_tab("Assignments")))
+    first_ticket = first_ticket_at(every_ticket(lake, sheet.store().read_tab("Assignments"), FIRST_TICKET_COLUMNS))
     ticks = {k: pd.Timestamp(as_of_utc(k)) for k in keys}
     frames = {k: f.frame for k, f in inputs.items()}
     breakdown = unstacked(backlog_breakdown(stacked(frames), ticks, catalogue), keys, keep_partition=True)

@@ -38,6 +38,7 @@ from ecm_pipeline.domain.roster import parse_roster
 from ecm_pipeline.domain.scoring import score
 from ecm_pipeline.domain.tickets import (
     ASSIGNED_AT_FORMAT,
+    FIRST_TICKET_COLUMNS,
     TICKET_KEY,
     first_ticket_at,
     human_duplicates,
@@ -535,7 +536,7 @@ def _self_healed(lake: LakeResource, key: str, as_of: pd.Timestamp, tickets: pd.
     if previous is None:
         return None
     flow = backlog_flow(key, as_of, lake.read("scored_orders", key).frame, previous.frame, before,
-                        first_ticket_at(every_ticket(lake, tickets)))
+                        first_ticket_at(every_ticket(lake, tickets, FIRST_TICKET_COLUMNS)))
     return int(flow["self_healed"].iloc[0])
 
 

@@ -186,6 +186,9 @@ def assigned_at_utc(tab: pd.DataFrame) -> pd.Series:
     return stamps.dt.tz_localize(None)
 
 
+FIRST_TICKET_COLUMNS = ("Order ID", "Assigned At")   # all that first_ticket_at reads
+
+
 def first_ticket_at(tab: pd.DataFrame) -> pd.Series:
     """Per order id, when its first ticket (any status) was assigned, naive UTC; a row whose Assigned
     At is not a time the pipeline wrote counts as assigned long ago (`Timestamp.min`). Read once,

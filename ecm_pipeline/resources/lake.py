@@ -162,10 +162,11 @@ class LakeResource(dg.ConfigurableResource):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp.path)
 
-    def read(self, asset: str, partition_key: str) -> LakeFrame:
+    def read(self, asset: str, partition_key: str, columns: list[str] | None = None) -> LakeFrame:
+        """One partition's file; `columns` reads only those (a large table's few needed columns)."""
         target = self.path(asset, partition_key)
         try:
-            table = pq.read_table(target.path, filesystem=target.fs)
+            table = pq.read_table(target.path, filesystem=target.fs, columns=columns)
         except FileNotFoundError:
             raise LakeError(
                 f"no {asset} snapshot for partition {partition_key} ({target}): materialize {asset} "
@@ -182,9 +183,11 @@ class LakeResource(dg.ConfigurableResource):
             return None
         return self.read(asset, partition_key)
 
-    def read_many(self, asset: str, partition_keys: Iterable[str]) -> dict[str, LakeFrame]:
+    def read_many(self, asset: str, partition_keys: Iterable[str], columns: list[str] | None = None,
+                  ) -> dict[str, LakeFrame]:
         keys = list(partition_keys)
-        return dict(zip(keys, _in_parallel(lambda key: self.read(asset, key), ((k,) for k in keys)), strict=True))
+        return dict(zip(keys, _in_parallel(lambda key: self.read(asset, key, columns), ((k,) for k in keys)),
+                        strict=True))
 
     def partitions(self, asset: str) -> list[str]:
         """The partition keys the lake holds for an asset, sorted."""
