@@ -72,11 +72,15 @@ def ticket_archive(context: dg.AssetExecutionContext, lake: LakeResource, sheet:
         old = archivable(tabs["Assignments"], tabs["Resolutions"], pd.Timestamp(now), settings.retention.closed_days)
         old = old.assign(archive_tab=[archive_tab(y) for y in old["last_change"].dt.year])
         # 1. the lake: this tick's file keeps what an interrupted earlier run of it wrote, plus the rest
-        before = lake.find("archived_tickets", key)
-        held = pd.concat([before.frame, old.drop(columns=[ROW])]) if before is not None else old.drop(columns=[ROW])
-        mine = held[~keyed(held, TICKET_KEY).isin(archived_keys(lake, key)).to_numpy()]
-        mine = mine.loc[~keyed(mine, TICKET_KEY).duplicated().to_numpy()].reset_index(drop=True)
-        versions = lake.write("archived_tickets", {key: mine}, run_id=run_id)
+        exists = lake.path(ARCHIVE_ASSET, key).exists()
+        if old.empty and exists:   # nothing to move: leave this tick's file as it is, unread
+            mine, version = None, lake.read(ARCHIVE_ASSET, key, columns=[]).version
+        else:
+            before = lake.find(ARCHIVE_ASSET, key)
+            held = old.drop(columns=[ROW]) if before is None else pd.concat([before.frame, old.drop(columns=[ROW])])
+            mine = held[~keyed(held, TICKET_KEY).isin(archived_keys(lake, key)).to_numpy()]
+            mine = mine.loc[~keyed(mine, TICKET_KEY).duplicated().to_numpy()].reset_index(drop=True)
+            version = lake.write(ARCHIVE_ASSET, {key: mine}, run_id=run_id)[key]
         # 2. the archive tabs, once per ticket; 3. verify; 4. delete what is safely in both
         names = sorted(set(old["archive_tab"]))
         archives = store.read_tabs(names) if names else {}
@@ -96,9 +100,9 @@ def ticket_archive(context: dg.AssetExecutionContext, lake: LakeResource, sheet:
     context.log.info(f"archived {removed} closed tickets older than {settings.retention.closed_days:g} days; "
                      f"{len(history['Assignments'])} rows remain in Assignments")
     yield dg.MaterializeResult(asset_key="archived_tickets", metadata={
-        **partition_metadata(mine, lake.uri("archived_tickets", key)),
+        **(partition_metadata(mine, lake.uri(ARCHIVE_ASSET, key)) if mine is not None else {}),
         "archived_now": removed, "appended_to_archive_tabs": appended, "archive_tabs": ", ".join(names),
-        "assignments_rows_left": len(history["Assignments"]), "lake_version": versions[key],
+        "assignments_rows_left": len(history["Assignments"]), "lake_version": version,
     })
     yield dg.MaterializeResult(asset_key="ticket_history", metadata={
         **partition_metadata(rows, lake.uri("ticket_history", key)),
