@@ -191,3 +191,14 @@ def test_order_gives_what_the_lake_says_for_every_order_of_a_tick(demo_env, caps
         assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(found[order_id], default=str))
     assert main(["order", "AE0NOSUCH000", "--as-of", key]) == 1
     assert "is not an order the warehouse knows" in capsys.readouterr().err
+
+
+def test_the_field_commands_import_no_great_expectations(sheet: LocalSheetStore, ecm_env: Path) -> None:
+    probe = ("import sys; from ecm_pipeline.cli import main; "
+             "main(['tickets', '--agent', 'ana@aspora.example', '--json']); main(['order', 'AE1PSW7CI700']); "
+             "main(['start', 'OPEN1', '--agent', 'ana@aspora.example']); "
+             "print('GX' if 'great_expectations' in sys.modules else 'no GX')")
+    done = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "ECM_HOME": str(ecm_env)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().endswith("no GX"), done.stdout + done.stderr
+    assert status(sheet, "OPEN1") == "IN_PROGRESS"
