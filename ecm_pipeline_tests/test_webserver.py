@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,8 +68,11 @@ def free_port() -> int:
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     request = urllib.request.Request(url, data=json.dumps({"query": query, "variables": variables or {}}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body = json.load(response)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as exc:   # GraphQL answers errors with a body that says what failed
+        raise AssertionError(f"HTTP {exc.code}: {exc.read()[:2000]!r}") from None
     assert "errors" not in body, body["errors"]
     return body["data"]
 
