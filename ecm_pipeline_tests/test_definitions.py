@@ -32,7 +32,7 @@ def test_every_table_the_lake_holds_is_an_asset_in_the_graph() -> None:
     graph = defs.resolve_asset_graph()
     for table, upstream in SIDE_TABLES.items():
         parents = {k.to_user_string() for k in graph.get(dg.AssetKey(table)).parent_keys}
-        assert parents == {upstream}, table
+        assert parents == {upstream} | ({"self_healed_tickets"} if table == "assignment_agents" else set()), table
 
 
 def test_every_asset_has_a_business_description_and_is_partitioned_per_tick() -> None:

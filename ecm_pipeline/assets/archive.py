@@ -38,9 +38,7 @@ def archived_keys(lake: LakeResource, except_key: str) -> set[str]:
     return set(keyed(pd.concat(frames), TICKET_KEY)) if frames else set()
 
 
-# After the assignment, through ticket_progress (which follows it): depending on the assignment's
-# own multi-asset made Dagster 1.13 refuse a UI backfill over the group ("Targeted subset must
-# match between every key in a non-subsettable multi-asset"), reproduced through GraphQL.
+# After the assignment and the progress report, which read the tab it trims.
 @dg.multi_asset(
     name="ticket_archive",
     specs=[
@@ -55,14 +53,19 @@ def archived_keys(lake: LakeResource, except_key: str) -> set[str]:
               kinds={"googlesheets", "pandas", "parquet"}, deps=["ticket_progress"], tags=LIVE_TICK_ONLY),
     ],
     pool="ecm_assignment_store",
+    can_subset=True,
     **PARTITIONED,
 )
 def ticket_archive(context: dg.AssetExecutionContext, lake: LakeResource, sheet: AssignmentStoreResource):
     """Archives old closed tickets (copy, verify, delete) and copies the tabs into the lake."""
     keys = partition_keys(context)
+    selected = {k.to_user_string() for k in context.selected_asset_keys}
     blocked = side_effects_blocked(context, keys)
     if blocked:
-        yield from _skip_all(context, ["archived_tickets", "ticket_history"], blocked)
+        yield from _skip_all(context, sorted(selected), blocked)
+        return
+    if "archived_tickets" not in selected:   # the lake copy alone: nothing is moved
+        yield _history(context, lake, sheet.store(), keys[0])
         return
     settings = load_settings()
     key = keys[0]
@@ -97,20 +100,27 @@ def ticket_archive(context: dg.AssetExecutionContext, lake: LakeResource, sheet:
         if len(verified) < len(old):
             context.log.warning(f"{len(old) - len(verified)} tickets were not found in their archive tab after the "
                                 "copy; they stay in Assignments and the next tick tries again")
-        history = store.read_tabs(list(HISTORY_TABS))
-    rows = pd.concat([frame.drop(columns=[ROW]).assign(tab=tab) for tab, frame in history.items()], ignore_index=True)
-    history_versions = lake.write("ticket_history", {key: rows}, run_id=run_id)
+    left = len(store.read_tab("Assignments"))
     context.log.info(f"archived {removed} closed tickets older than {settings.retention.closed_days:g} days; "
-                     f"{len(history['Assignments'])} rows remain in Assignments")
+                     f"{left} rows remain in Assignments")
     yield dg.MaterializeResult(asset_key="archived_tickets", metadata={
         **(partition_metadata(mine, lake.uri(ARCHIVE_ASSET, key)) if mine is not None else {}),
         "archived_now": removed, "appended_to_archive_tabs": appended, "archive_tabs": ", ".join(names),
-        "assignments_rows_left": len(history["Assignments"]), "lake_version": version,
+        "assignments_rows_left": left, "lake_version": version,
     })
-    yield dg.MaterializeResult(asset_key="ticket_history", metadata={
+    if "ticket_history" in selected:
+        yield _history(context, lake, store, key)
+
+
+def _history(context: dg.AssetExecutionContext, lake: LakeResource, store, key: str) -> dg.MaterializeResult:
+    """Every row of the owned tabs, as they stand now, into the tick's `ticket_history` file."""
+    history = store.read_tabs(list(HISTORY_TABS))
+    rows = pd.concat([frame.drop(columns=[ROW]).assign(tab=tab) for tab, frame in history.items()], ignore_index=True)
+    versions = lake.write("ticket_history", {key: rows}, run_id=context.run.run_id)
+    return dg.MaterializeResult(asset_key="ticket_history", metadata={
         **partition_metadata(rows, lake.uri("ticket_history", key)),
         **{f"rows_{tab.lower()}": len(frame) for tab, frame in history.items()},
-        "lake_version": history_versions[key],
+        "lake_version": versions[key],
     })
 
 

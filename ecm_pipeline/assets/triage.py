@@ -367,7 +367,9 @@ def remove_pipeline_copies(context: dg.AssetExecutionContext, store: AssignmentS
               tags={"ecm/writes": "sheet", **LIVE_TICK_ONLY}),
         _spec("assignment_agents", "Per agent of the roster for the tick: open tickets before, room, tickets and "
               "high-value tickets given now (what the fairness gate checks).",
-              kinds={"pandas", "parquet"}, deps=["scored_orders"], tags=LIVE_TICK_ONLY),
+              # The same parents as `assignments`: Dagster 1.13 refuses (now and then) a UI backfill
+              # over a non-subsettable multi-asset whose keys have different parents.
+              kinds={"pandas", "parquet"}, deps=["scored_orders", "self_healed_tickets"], tags=LIVE_TICK_ONLY),
     ],
     pool="ecm_assignment_store",
     **PARTITIONED,
