@@ -86,7 +86,8 @@ def queue(store: AssignmentStore, warehouse, agent: str | None) -> Queue:
     tabs = store.read_tabs(["Assignments", "Resolutions"])
     tab = tabs["Assignments"]
     now, stamp = now_stamp()
-    sla = ticket_sla(tab, load_catalogue(), pd.Timestamp(now.replace(tzinfo=None)), settings.progress)
+    catalogue = load_catalogue()
+    sla = ticket_sla(tab, catalogue, pd.Timestamp(now.replace(tzinfo=None)), settings.progress)
     mine = tab[tab["Assigned Agent"].map(normalise_email) == key]
     mine_open = sorted(set(order_ids(mine[statuses(mine).isin(OPEN_STATES)])))
     warning, completed = "", set()
@@ -95,7 +96,7 @@ def queue(store: AssignmentStore, warehouse, agent: str | None) -> Queue:
         completed = set(states.loc[states["status"].astype(str).str.upper() == COMPLETED, "order_id"].astype(str))
     except Exception as exc:   # noqa: BLE001 — any warehouse failure leaves the queue readable
         warning = f"could not ask the warehouse which orders completed: {str(exc).splitlines()[0] if str(exc) else exc}"
-    tickets = agent_queue(tab, sla, key, load_catalogue(), completed)
+    tickets = agent_queue(tab, sla, key, catalogue, completed)
     return Queue(email, tickets, today_stats(tabs["Resolutions"], key, stamp[:10]).as_dict(), warning)
 
 

@@ -100,7 +100,7 @@ def ticket_archive(context: dg.AssetExecutionContext, lake: LakeResource, sheet:
         if len(verified) < len(old):
             context.log.warning(f"{len(old) - len(verified)} tickets were not found in their archive tab after the "
                                 "copy; they stay in Assignments and the next tick tries again")
-    left = len(store.read_tab("Assignments"))
+    left = len(tabs["Assignments"]) - removed
     context.log.info(f"archived {removed} closed tickets older than {settings.retention.closed_days:g} days; "
                      f"{left} rows remain in Assignments")
     yield dg.MaterializeResult(asset_key="archived_tickets", metadata={

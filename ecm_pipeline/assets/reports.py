@@ -10,6 +10,7 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
+from ecm_pipeline.assets.triage import OWNERS, PARTITIONED
 from ecm_pipeline.charts import inflow_chart
 from ecm_pipeline.domain.backlog_report import backlog_messages, report_backlog
 from ecm_pipeline.domain.patterns import (
@@ -22,7 +23,7 @@ from ecm_pipeline.domain.patterns import (
 )
 from ecm_pipeline.gates import read_checked
 from ecm_pipeline.metadata import partition_metadata
-from ecm_pipeline.partitions import KEY_FORMAT, as_of_utc, tick_of, triage_partitions
+from ecm_pipeline.partitions import KEY_FORMAT, as_of_utc, tick_of
 from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStoreResource
 from ecm_pipeline.resources.slack import SlackDestinationResource
@@ -32,8 +33,6 @@ from ecm_pipeline.settings import Settings, load_settings
 from ecm_pipeline.snapshot import take_snapshots
 
 GROUP = "ecm_reports"
-OWNERS = ["team:ecm-ops"]
-PARTITIONED = {"partitions_def": triage_partitions, "backfill_policy": dg.BackfillPolicy.single_run()}
 # The backlog report is ready as soon as the backlog is scored, as the assignment is: it goes first
 # (in-process steps run in priority order), so the channel reads backlog, briefing, patterns.
 FIRST = {"dagster/priority": "10"}
@@ -99,11 +98,11 @@ def backlog_report(context: dg.AssetExecutionContext, lake: LakeResource, wareho
     # query (one for all the run's daily ticks) without its minimum age.
     window = settings.snapshot.model_copy(update={"min_age_hours": 0, "window_days": settings.reports.inflow_days})
     recent = take_snapshots(warehouse, [as_of_utc(k) for k in keys], settings.model_copy(update={"snapshot": window}))
-    reports = {}
-    for key in keys:
-        before = lake.find("scored_orders", day_before(key))
-        reports[key] = report_backlog(scored[key].frame, before.frame if before is not None else None,
-                                         recent[as_of_utc(key)].candidates, tick_of(key), settings)
+    held = set(lake.partitions("scored_orders"))
+    yesterday = {k: f.frame for k, f in lake.read_many(
+        "scored_orders", sorted({day_before(k) for k in keys} & held)).items()}   # one pooled read
+    reports = {key: report_backlog(scored[key].frame, yesterday.get(day_before(key)),
+                                   recent[as_of_utc(key)].candidates, tick_of(key), settings) for key in keys}
     frames = {k: pd.DataFrame([r.summary()]) for k, r in reports.items()}
     versions = lake.write("backlog_report", frames, run_id=context.run.run_id,
                           lineage={k: {"scored_orders": scored[k].version} for k in keys})

@@ -40,7 +40,10 @@ def signatures(scored: pd.DataFrame) -> pd.DataFrame:
     has_falcon = scored["ftv_transaction_id"].notna() | scored["falcon_status"].notna()
     cells = pd.DataFrame({c: _cell(scored[c]) for c in SIGNATURE if c != "has_falcon"}, index=scored.index)
     cells.insert(SIGNATURE.index("has_falcon"), "has_falcon", np.where(has_falcon, "yes", "no"))
-    cells["signature"] = cells[list(SIGNATURE)].astype(str).agg(" | ".join, axis=1)
+    signature = cells[SIGNATURE[0]].astype(str)
+    for column in SIGNATURE[1:]:   # column by column, not a join per row
+        signature = signature + " | " + cells[column].astype(str)
+    cells["signature"] = signature
     return cells
 
 
