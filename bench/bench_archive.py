@@ -1,19 +1,22 @@
 """What closed tickets cost a triage run, before and after archiving. Prints figures; asserts nothing.
 
-For 0, 100,000 and 300,000 closed tickets (RESOLVED, assigned 90 days ago) added to the demo's local
-sheet: `ecm triage` of the live tick (which archives them) and then the next run (a re-run of the
-tick, with the tab back to open work), each in a fresh process: wall seconds, peak RSS, the sheet
-file's size and the rows left in Assignments.
+For 0, 100,000 and 300,000 closed tickets (RESOLVED, assigned 90 days ago) added to the demo's
+sheet — the local SQLite sheet, and the fake Google Sheets API on 127.0.0.1 driven through the real
+gspread client — `ecm triage` of the live tick (which archives them) and then the next run (a
+re-run of the tick, with the tab back to open work), each in a fresh process: wall seconds, peak
+RSS, bytes the process read (`rchar`: files, sockets, imports included) and, against the fake,
+the bytes the API sent back; then the rows left in Assignments.
 
-Run from the project root: `.venv/bin/python bench/bench_archive.py [--rows 0 100000 300000]`.
+Run from the project root: `.venv/bin/python bench/bench_archive.py [--rows 0 100000 300000]
+[--stores local google]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,52 +29,80 @@ from machine import mib, print_machine  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# `ecm triage` in this process, then its peak RSS and the bytes it read, as the last line.
+WRAPPER = """
+import contextlib, io, json, resource
+from ecm_pipeline.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(["triage"])
+read = next(int(line.split()[1]) for line in open("/proc/self/io") if line.startswith("rchar:"))
+print(json.dumps({"code": code, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "read": read}))
+"""
 
-WRAPPER = ("import resource, subprocess, sys; subprocess.run([sys.executable, '-m', 'ecm_pipeline.cli', 'triage'], "
-           "check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
-
-def run(env: dict[str, str]) -> tuple[float, float]:
-    """One `ecm triage` in its own process (under a wrapper that reports only its peak): (wall
-    seconds, peak RSS in bytes)."""
+def run(env: dict[str, str]) -> tuple[float, int, int]:
+    """One `ecm triage` in a fresh process: (wall seconds, peak RSS bytes, bytes read)."""
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", WRAPPER], cwd=ROOT, env=env, check=True, capture_output=True,
                          text=True)
-    return time.perf_counter() - start, int(out.stdout.strip()) * 1024
+    seconds = time.perf_counter() - start
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    if figures["code"] != 0:
+        raise SystemExit(f"ecm triage failed:\n{out.stderr[-2000:]}")
+    return seconds, figures["peak"], figures["read"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[0, 100_000, 300_000])
+    parser.add_argument("--stores", nargs="+", choices=["local", "google"], default=["local", "google"])
     args = parser.parse_args()
     print_machine()
+    import ecm_pipeline_tests.test_archive as seeding
     from ecm_pipeline.demo import generate_demo
+    from ecm_pipeline.domain.tickets import TABS
     from ecm_pipeline.partitions import as_of_utc, live_tick_key
-    from ecm_pipeline_tests.test_archive import seeded
+    from ecm_pipeline.resources.sheet import LocalSheetStore
+    from ecm_pipeline_tests.fakes.sheets_server import FakeSheets, service_account_key
 
     work = Path(tempfile.mkdtemp(prefix="ecm-bench-archive-"))
     template = work / "template"
     generate_demo(template, seed=7, anchor=as_of_utc(live_tick_key()))
-    print(f"\n{'closed rows':>11} {'run':>16} {'wall s':>7} {'peak RSS':>11} {'sheet MiB':>10} {'rows left':>10}")
+    print(f"\n{'store':>6} {'closed rows':>11} {'run':>16} {'wall s':>7} {'peak RSS':>11} {'read MiB':>9} "
+          f"{'API MiB':>8} {'rows left':>10}")
     try:
-        for rows in args.rows:
-            home = work / f"rows-{rows}"
-            shutil.copytree(template, home)
-            if rows:
-                import ecm_pipeline_tests.test_archive as t
-
-                t.OLD_CLOSED, t.RECENT_CLOSED = rows, 0
-                seeded(home)
-            env = {**os.environ, "ECM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-            env.pop("ECM_SETTINGS", None)
-            for label in ("archiving", "after archiving"):
-                seconds, peak = run(env)
-                with sqlite3.connect(home / "sheet.sqlite") as con:
-                    left = con.execute("SELECT COUNT(*) FROM Assignments").fetchone()[0]
-                size = (home / "sheet.sqlite").stat().st_size
-                print(f"{rows:>11,} {label:>16} {seconds:>7.1f} {mib(peak):>11} {size / 2**20:>10.1f} {left:>10,}",
-                      flush=True)
+        for store in args.stores:
+            for rows in args.rows:
+                home = work / f"{store}-{rows}"
+                shutil.copytree(template, home)
+                if rows:
+                    seeding.OLD_CLOSED, seeding.RECENT_CLOSED = rows, 0
+                    seeding.seeded(home)
+                env = {**os.environ, "ECM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+                env.pop("ECM_SETTINGS", None)
+                fake = None
+                if store == "google":
+                    fake = FakeSheets().start()
+                    local = LocalSheetStore(home / "sheet.sqlite")
+                    for tab, columns in TABS.items():
+                        fake.add_tab(tab, [list(columns), *local.read_tab(tab)[list(columns)].values.tolist()])
+                    env.update(SPREADSHEET_ID=fake.spreadsheet_id, GOOGLE_SHEETS_API_ENDPOINT=fake.url,
+                               GOOGLE_SERVICE_ACCOUNT_JSON=json.dumps(service_account_key(f"{fake.url}/token")))
+                try:
+                    for label in ("archiving", "after archiving"):
+                        sent = fake.downloaded() if fake else 0
+                        seconds, peak, read = run(env)
+                        api = f"{(fake.downloaded() - sent) / 2**20:>8.1f}" if fake else f"{'-':>8}"
+                        if fake:
+                            left = len(fake.rows("Assignments")) - 1
+                        else:
+                            left = len(LocalSheetStore(home / "sheet.sqlite").read_tab("Assignments"))
+                        print(f"{store:>6} {rows:>11,} {label:>16} {seconds:>7.1f} {mib(peak):>11} "
+                              f"{read / 2**20:>9.1f} {api} {left:>10,}", flush=True)
+                finally:
+                    if fake:
+                        fake.stop()
+                shutil.rmtree(home, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from ecm_pipeline.archive import archived
 from ecm_pipeline.domain.classification import attach_catalogue, classify
 from ecm_pipeline.domain.field import (
     FieldError,
@@ -34,11 +35,13 @@ from ecm_pipeline.domain.roster import parse_roster
 from ecm_pipeline.domain.scoring import FACTORS, score
 from ecm_pipeline.domain.tickets import ASSIGNED_AT_FORMAT, OPEN_STATES, Status, normalise_email, order_ids, statuses
 from ecm_pipeline.partitions import TIMEZONE
+from ecm_pipeline.resources.lake import LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStore
 from ecm_pipeline.settings import load_catalogue, load_runbooks, load_settings
 from ecm_pipeline.snapshot import order_states, take_snapshots
 
 AGENT_VARIABLE = "ECM_AGENT"
+TICKET_COLUMNS = ("Order ID", "Status", "Triage Run")   # what a refusal says about an archived ticket
 SYSTEM_FIELDS = {
     "GOMS": ["status", "sub_state", "created_at", "updated_at", "hours_stuck", "category"],
     "payment": ["payment_status", "has_completed_payment", "payment_attempts", "checkout_status"],
@@ -170,17 +173,20 @@ class Done:
     ledger: str        # the tab a row was appended to, or ''
 
 
-def act(store: AssignmentStore, warehouse, agent: str | None, order_id: str, target: Status, note: str, *,
-        force: bool = False, diagnosis: str = "", runbook: str = "") -> Done:
+def act(store: AssignmentStore, warehouse, lake: LakeResource, agent: str | None, order_id: str, target: Status,
+        note: str, *, force: bool = False, diagnosis: str = "", runbook: str = "") -> Done:
     """Move the order's open ticket to `target` (SPEC §8) as the agent, recording it; a one-line
-    FieldError when the step is not allowed or someone else got there first."""
+    FieldError when the step is not allowed or someone else got there first. An order with no row
+    in the tab is looked up in the lake's archive, to say its ticket was closed and archived."""
     key, email = agent_of(store, agent)
     settings = load_settings()
     with store.lock("Assignments", owner=f"ecm {target.value.lower()} by {email}",
                     timeout_seconds=settings.sheet.lock_timeout_seconds):
         ledger = {Status.RESOLVED: "Resolutions", Status.ESCALATED: "Escalations"}.get(target, "")
         tabs = store.read_tabs(["Assignments", *([ledger] if ledger else [])])
-        ticket = ticket_of(tabs["Assignments"], order_id)
+        tab = tabs["Assignments"]
+        gone = not (order_ids(tab) == order_id).any()
+        ticket = ticket_of(tab, order_id, archived(lake, list(TICKET_COLUMNS)) if gone else None)
         why = refusal(ticket, target, key, force)
         if why:
             raise FieldError(why)

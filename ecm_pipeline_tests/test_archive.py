@@ -4,6 +4,7 @@ killed in the middle of the move; open and recent tickets stay; the tabs' ticket
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -137,3 +138,79 @@ def test_the_last_change_decides(assigned_days: int, resolved_days: int | None, 
         "Order ID": [] if resolved_days is None else ["X000000000"],
         "Triage Run": [] if resolved_days is None else ["2026-06-01-07:00"]})
     assert len(archivable(tab, resolutions, now, 30)) == int(archived)
+
+
+def test_on_google_sheets_each_year_is_archived_in_a_spreadsheet_of_its_own(demo_env) -> None:
+    """Google's cell limit is per spreadsheet: last year's archive is the one a manager made and
+    listed in the Archive Spreadsheets tab, this year's is created and listed by the run. A
+    refused creation stops the move with a one-line how-to and loses nothing; a lost append
+    response is not repeated; a re-run changes nothing."""
+    from ecm_pipeline.domain.tickets import ARCHIVE_INDEX_COLUMNS, ARCHIVE_INDEX_TAB
+    from ecm_pipeline.resources.google_sheet import GoogleSheetResource
+    from ecm_pipeline_tests.fakes.sheets_server import FakeSheets, service_account_key
+    from ecm_pipeline_tests.test_google_sheet import seed_from_demo, tab
+
+    home, key = demo_env
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    this_year, last_year = now - pd.Timedelta(days=90), now - pd.Timedelta(days=400)
+    fake = FakeSheets().start()
+    try:
+        seed_from_demo(fake, home)
+        old = [closed_rows(1_500, "ARC", this_year), closed_rows(300, "OLD", last_year),
+               closed_rows(20, "NEW", now - pd.Timedelta(days=5))]
+        fake.tabs["Assignments"] += [r for frame in old for r in frame.values.tolist()]
+        before = tab(fake)
+        made_by_hand = FakeSheets(spreadsheet_id="hand-made", title="ECM archive (by hand)")
+        made_by_hand.add_tab(archive_tab(last_year.year), [list(ASSIGNMENT_COLUMNS)])
+        fake.spreadsheets["hand-made"] = made_by_hand
+        fake.add_tab(ARCHIVE_INDEX_TAB, [list(ARCHIVE_INDEX_COLUMNS), [str(last_year.year), " hand-made ", ""]])
+        key_json = json.dumps(service_account_key(f"{fake.url}/token"))
+        resources = {**environment_resources(), "sheet": GoogleSheetResource(
+            spreadsheet_id=fake.spreadsheet_id, service_account_json=key_json, api_endpoint=fake.url,
+            backoff_seconds=0)}
+
+        def run() -> dg.ExecuteInProcessResult:
+            return dg.materialize([ticket_archive], partition_key=key, resources=resources, raise_on_error=False,
+                                  instance=dg.DagsterInstance.ephemeral(), run_config=QUIET)
+
+        made_by_hand.drop_next_append()           # last year's copy lands, but its answer is lost
+        fake.refuse_create = (403, "The user's Drive storage quota has been exceeded.")
+        refused = run()
+        assert not refused.success
+        error = refused.get_step_failure_events()[0].step_failure_data.error.cause
+        assert "Drive storage quota" in error.message and f"Year {this_year.year}" in error.message
+        assert "Archive Spreadsheets" in error.message
+        pd.testing.assert_frame_equal(tab(fake), before)                        # nothing left the tab
+
+        assert len(made_by_hand.calls("append")) == 1       # and it was not repeated
+        fake.refuse_create = None
+        assert run().success
+        [created] = [b for i, b in fake.spreadsheets.items() if i != "hand-made"]
+        this_tab, last_tab = archive_tab(this_year.year), archive_tab(last_year.year)
+        assert list(created.tabs) == [this_tab] and created.grid(this_tab)[1] == len(ASSIGNMENT_COLUMNS)
+        assert created.title == f"{fake.title} — {this_tab}"
+        index = fake.rows(ARCHIVE_INDEX_TAB)[1:]
+        assert [r[:2] for r in index] == [[str(last_year.year), " hand-made "],
+                                          [str(this_year.year), created.spreadsheet_id]]
+
+        def archived_ids(book: FakeSheets, name: str) -> list[str]:
+            rows = book.rows(name)
+            assert rows[0] == list(ASSIGNMENT_COLUMNS)
+            return [r[0] for r in rows[1:]]
+
+        assert sorted(archived_ids(created, this_tab)) == sorted(old[0]["Order ID"])
+        assert sorted(archived_ids(made_by_hand, last_tab)) == sorted(old[1]["Order ID"])
+        working = tab(fake)
+        assert not working["Order ID"].str.match("ARC|OLD").any()
+        assert len(working) == len(before) - 1_800 and working["Order ID"].str.startswith("NEW").sum() == 20
+        lake = pd.concat(pd.read_parquet(p) for p in (home / "lake" / "archived_tickets").glob("*.parquet"))
+        assert len(lake) == 1_800 and not lake.duplicated(["Order ID", "Triage Run"]).any()
+
+        snapshot = (tab(fake), created.rows(this_tab), made_by_hand.rows(last_tab), fake.rows(ARCHIVE_INDEX_TAB))
+        assert run().success
+        assert len(fake.spreadsheets) == 2
+        again = (tab(fake), created.rows(this_tab), made_by_hand.rows(last_tab), fake.rows(ARCHIVE_INDEX_TAB))
+        pd.testing.assert_frame_equal(again[0], snapshot[0])
+        assert again[1:] == snapshot[1:]
+    finally:
+        fake.stop()

@@ -82,6 +82,19 @@ def test_illegal_steps_are_refused_in_one_line(sheet: LocalSheetStore, capsys, c
         pd.testing.assert_frame_equal(after[tab], before[tab])
 
 
+def test_a_ticket_moved_to_the_archive_is_found_there(sheet: LocalSheetStore, ecm_env: Path, capsys) -> None:
+    from ecm_pipeline.archive import ARCHIVE_ASSET
+    from ecm_pipeline.resources.lake import LakeResource
+
+    old = pd.DataFrame([["OLD1", ANA, "2026-06-01 07:00:05+0400", "RESOLVED", "P2", "AED", "90.00", "30.0",
+                         "stuck_at_lulu", "", "2026-06-01-07:00"]], columns=list(ASSIGNMENT_COLUMNS))
+    LakeResource(url=str(ecm_env / "lake")).write(ARCHIVE_ASSET, {"2026-07-01-07:00": old}, run_id="test")
+    assert main(["resolve", "OLD1", "--agent", ANA, "--notes", "late"]) == 1
+    err = capsys.readouterr().err
+    assert "order OLD1 is already RESOLVED (triage run 2026-06-01-07:00) and archived: nothing to do" in err
+    assert sheet.read_tab("Resolutions").empty and sheet.read_tab("Audit Log").empty
+
+
 def test_force_acts_on_another_agents_ticket(sheet: LocalSheetStore) -> None:
     assert main(["start", "BOS1", "--agent", ANA, "--force"]) == 0
     assert status(sheet, "BOS1") == "IN_PROGRESS"

@@ -1,7 +1,8 @@
 """The Sheet as months pass: the tickets of the tabs this project owns copied into the lake at every
 live tick (`ticket_history`), and closed tickets past the retention moved out of the Assignments
-tab into a yearly archive tab and the lake (`archived_tickets`), so the tab people work by hand —
-and every run's read of it — stays the size of the open work.
+tab into a yearly archive tab (on Google, in a spreadsheet per year) and the lake
+(`archived_tickets`), so the tab people work by hand — and every run's read of it — stays the
+size of the open work.
 
 The move is copy, verify, then delete, under the Assignments tab's lock: a crash in between leaves
 a ticket in both places at most (never in neither), and the next run finishes the move without a
@@ -44,7 +45,8 @@ def archived_keys(lake: LakeResource, except_key: str) -> set[str]:
     specs=[
         _spec("archived_tickets", "Closed tickets moved out of the Assignments tab at the tick: RESOLVED, and "
               "their last change (resolution, else Assigned At) older than retention.closed_days. Each is also "
-              "in the Sheet's archive tab for its year; each ticket is in the lake once.",
+              "in the archive tab of its year (on Google Sheets, in that year's own spreadsheet); each ticket "
+              "is in the lake once.",
               kinds={"googlesheets", "pandas", "parquet"}, deps=["ticket_progress"],
               tags={"ecm/writes": "sheet", **LIVE_TICK_ONLY}),
         _spec("ticket_history", "Every ticket of the tabs this project owns (Assignments, Resolutions, "
@@ -76,7 +78,7 @@ def ticket_archive(context: dg.AssetExecutionContext, lake: LakeResource, sheet:
                     timeout_seconds=settings.sheet.lock_timeout_seconds):
         tabs = store.read_tabs(list(HISTORY_TABS))
         old = archivable(tabs["Assignments"], tabs["Resolutions"], pd.Timestamp(now), settings.retention.closed_days)
-        old = old.assign(archive_tab=[archive_tab(y) for y in old["last_change"].dt.year])
+        years = old["last_change"].dt.year
         # 1. the lake: this tick's file keeps what an interrupted earlier run of it wrote, plus the rest
         exists = lake.path(ARCHIVE_ASSET, key).exists()
         if old.empty and exists:   # nothing to move: leave this tick's file as it is, unread
@@ -87,14 +89,15 @@ def ticket_archive(context: dg.AssetExecutionContext, lake: LakeResource, sheet:
             mine = held[~keyed(held, TICKET_KEY).isin(archived_keys(lake, key)).to_numpy()]
             mine = mine.loc[~keyed(mine, TICKET_KEY).duplicated().to_numpy()].reset_index(drop=True)
             version = lake.write(ARCHIVE_ASSET, {key: mine}, run_id=run_id)[key]
-        # 2. the archive tabs, once per ticket; 3. verify; 4. delete what is safely in both
-        names = sorted(set(old["archive_tab"]))
-        archives = store.read_tabs(names) if names else {}
-        appended = sum(store.append_once(name, old[old["archive_tab"] == name][list(ASSIGNMENT_COLUMNS)],
-                                         archives[name]) for name in names)
-        present = set()
-        for frame in (store.read_tabs(names) if names else {}).values():
-            present |= set(keyed(frame, TICKET_KEY))
+        # 2. the year's archive tab (its own spreadsheet on Google), once per ticket; 3. verify;
+        # 4. delete what is safely in both
+        appended, present, names = 0, set(), []
+        for year in sorted({int(y) for y in years}):
+            archive, name = store.archive_store(year), archive_tab(year)
+            appended += archive.append_once(name, old.loc[(years == year).to_numpy(), list(ASSIGNMENT_COLUMNS)],
+                                            archive.read_tab(name))
+            present |= set(keyed(archive.read_tab(name), TICKET_KEY))
+            names.append(f"{name} ({archive.describe()})")
         verified = old[keyed(old, TICKET_KEY).isin(present).to_numpy()]
         removed = store.delete_rows("Assignments", verified, list(ASSIGNMENT_COLUMNS)) if len(verified) else 0
         if len(verified) < len(old):

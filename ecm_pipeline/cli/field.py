@@ -127,8 +127,9 @@ def _lifecycle(target_name: str):
         if target in (Status.RESOLVED, Status.ESCALATED) and not note:
             raise ValueError("say what you did: --notes TEXT" if target == Status.RESOLVED
                              else "say why: --reason TEXT")
-        with initialized("sheet", "warehouse") as built:
-            done = act(built["sheet"].store(), built["warehouse"], args.agent, checked_order_id(args.order_id),
+        with initialized("sheet", "warehouse", "lake") as built:
+            done = act(built["sheet"].store(), built["warehouse"], built["lake"], args.agent,
+                       checked_order_id(args.order_id),
                        target, note, force=args.force, diagnosis=getattr(args, "diagnosis", None) or "",
                        runbook=getattr(args, "runbook", None) or "")
         if args.json:

@@ -91,9 +91,14 @@ def today_stats(resolutions: pd.DataFrame, agent_key: str, today: str) -> DaySta
                     round(float((verdicts[judged] == "MET").mean()), 4) if judged.any() else None)
 
 
-def ticket_of(tab: pd.DataFrame, order_id: str) -> pd.Series:
-    """The order's open ticket; a one-line FieldError when it has none (or is open twice)."""
+def ticket_of(tab: pd.DataFrame, order_id: str, archived: pd.DataFrame | None = None) -> pd.Series:
+    """The order's open ticket; a one-line FieldError when it has none (or is open twice).
+    `archived`: the archive's tickets, to say so when the order's ticket was closed and archived."""
     rows = tab[order_ids(tab) == order_id]
+    past = archived[order_ids(archived) == order_id] if archived is not None and rows.empty else None
+    if past is not None and len(past):
+        raise FieldError(f"the ticket for order {order_id} is already {statuses(past).iloc[-1]} (triage run "
+                         f"{past['Triage Run'].iloc[-1]}) and archived: nothing to do")
     if rows.empty:
         raise FieldError(f"no ticket for order {order_id} in the Assignments tab")
     open_rows = rows[statuses(rows).isin(OPEN_STATES)]

@@ -26,6 +26,9 @@ ESCALATION_COLUMNS = (
     "Priority", "Assigned To", "Resolved At", "Resolution Notes", "Triage Run",
 )
 AUDIT_COLUMNS = ("Timestamp", "Order ID", "Triage Run", "Actor", "From", "To", "Note")
+# Where each year's archive lives when it is a spreadsheet of its own (Google Sheets).
+ARCHIVE_INDEX_TAB = "Archive Spreadsheets"
+ARCHIVE_INDEX_COLUMNS = ("Year", "Spreadsheet ID", "Created At")
 PATTERN_COLUMNS = (
     "Triage Run", "Signature", "Currency", "Status", "Sub State", "Lulu Status", "Has Falcon", "Falcon Status",
     "Payout Status", "Payout Partner", "RFI Status", "Orders", "Value AED", "Avg Hours", "Max Hours",
@@ -43,6 +46,7 @@ LEDGER_TABS: dict[str, tuple[str, ...]] = {
     "Escalations": ESCALATION_COLUMNS,
     "Audit Log": AUDIT_COLUMNS,
     "Pattern Intelligence": PATTERN_COLUMNS,
+    ARCHIVE_INDEX_TAB: ARCHIVE_INDEX_COLUMNS,
 }
 ALL_TABS = {**TABS, **LEDGER_TABS}
 # Closed tickets past the retention move to one archive tab per year of their last change, with

@@ -40,11 +40,12 @@ import pandas as pd
 import requests
 import tenacity
 from google.auth.exceptions import GoogleAuthError, TransportError
+from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
 from gspread.utils import absolute_range_name, rowcol_to_a1
 from pydantic import Field, PrivateAttr
 from requests.adapters import HTTPAdapter
 
-from ecm_pipeline.domain.tickets import TABS, not_yet_in
+from ecm_pipeline.domain.tickets import ARCHIVE_INDEX_TAB, TABS, archive_tab, not_yet_in
 from ecm_pipeline.resources.endpoints import require_https
 from ecm_pipeline.resources.sheet import (
     ROW,
@@ -152,12 +153,15 @@ class GoogleSheetStore(AssignmentStore):
                  backoff_seconds: float = 2.0, lock_poll_seconds: float = 2.0) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        self.client = client
         self.http = client.http_client
         self.spreadsheet_id = spreadsheet_id
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.lock_poll_seconds = lock_poll_seconds
         self._sheets: dict[str, dict[str, Any]] | None = None   # casefolded title -> sheet properties
+        self._name = ""                                          # the spreadsheet's title
+        self._archives: dict[int, GoogleSheetStore] = {}
 
     def describe(self) -> str:
         return f"Google Sheet {self.spreadsheet_id}"
@@ -353,6 +357,44 @@ class GoogleSheetStore(AssignmentStore):
             _positions(tab, header)
         return f"spreadsheet {name}: tabs {', '.join(TABS)} ok"
 
+    def archive_store(self, year: int) -> GoogleSheetStore:
+        """The spreadsheet of `year`'s archive: Google's cell limit (10 million) is per spreadsheet,
+        so each year of closed tickets gets its own. Found in the Archive Spreadsheets tab, where a
+        manager may also enter one made by hand; otherwise created and recorded there. Under the
+        Assignments lock, so two runs cannot both create one."""
+        if year not in self._archives:
+            index = self.read_tab(ARCHIVE_INDEX_TAB)
+            known = index.loc[index["Year"].str.strip() == str(year), "Spreadsheet ID"].str.strip()
+            known = known[known != ""]
+            if len(known):
+                spreadsheet_id = str(known.iloc[-1])
+            else:
+                spreadsheet_id = self._create_archive(year)
+                self.append_rows(ARCHIVE_INDEX_TAB, pd.DataFrame([{
+                    "Year": str(year), "Spreadsheet ID": spreadsheet_id,
+                    "Created At": datetime.now(UTC).isoformat(timespec="seconds")}]))
+            self._archives[year] = GoogleSheetStore(self.client, spreadsheet_id, self.max_attempts,
+                                                    self.backoff_seconds, self.lock_poll_seconds)
+        return self._archives[year]
+
+    def _create_archive(self, year: int) -> str:
+        """A new spreadsheet holding just `year`'s archive tab (a one-row grid of its columns).
+        Not retried: a lost answer leaves at worst an empty spreadsheet nobody refers to."""
+        self._sheets_by_title()
+        tab = archive_tab(year)
+        body = {"properties": {"title": f"{self._name or 'ECM Operations'} — {tab}"},
+                "sheets": [{"properties": {"title": tab, "gridProperties": {
+                    "rowCount": 1, "columnCount": len(columns_of(tab)), "frozenRowCount": 1}}}]}
+        try:
+            reply = self._call(f"creating the spreadsheet for the {year} archive", lambda _: self.http.request(
+                "post", SPREADSHEETS_API_V4_BASE_URL, json=body).json(), attempts=1)
+        except SheetError as exc:
+            raise SheetError(f"{str(exc).rstrip('.')}. Create a spreadsheet for the {year} archive yourself, share it with the "
+                             f"service account as an editor and add a row to the {ARCHIVE_INDEX_TAB} tab: Year "
+                             f"{year}, Spreadsheet ID (the long ID in its URL); until then old closed tickets "
+                             "stay in Assignments") from None
+        return str(reply["spreadsheetId"])
+
     # -- tabs ------------------------------------------------------------------------------------
 
     def _create_tabs(self, tabs: Sequence[str], hidden: bool = False) -> None:
@@ -387,6 +429,7 @@ class GoogleSheetStore(AssignmentStore):
     def _sheets_by_title(self, refresh: bool = False) -> dict[str, dict[str, Any]]:
         if self._sheets is None or refresh:
             metadata = self._call("opening the spreadsheet", lambda _: self._fetch_metadata())
+            self._name = str(metadata.get("properties", {}).get("title", ""))
             # Google refuses two tabs whose names differ only in case, so "agents" is the Agents tab.
             self._sheets = {s["properties"]["title"].casefold(): s["properties"] for s in metadata.get("sheets", [])}
         return self._sheets

@@ -103,6 +103,11 @@ class AssignmentStore(ABC):
         late is for `later_copies` to find on the next read."""
         return self.append_rows(tab, not_yet_in(as_text(tab, rows), existing, tab))
 
+    def archive_store(self, year: int) -> AssignmentStore:
+        """The store holding `archive_tab(year)`: this one, unless the store keeps each year's
+        archive in a spreadsheet of its own. Call it under `lock("Assignments")`."""
+        return self
+
     @abstractmethod
     def lock(self, tab: str, owner: str, timeout_seconds: float) -> contextlib.AbstractContextManager[None]:
         """Hold `tab` against every other run's `lock(tab)` for the duration of the block."""

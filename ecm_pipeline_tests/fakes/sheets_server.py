@@ -2,7 +2,8 @@
 
 It implements just the calls the pipeline makes (spreadsheet metadata, values get / batchGet,
 values append / update / batchUpdate, and batchUpdate with addSheet, deleteSheet, deleteDimension on
-ROWS and updateSheetProperties of the grid size) with Google's response shapes and error texts,
+ROWS and updateSheetProperties of the grid size; spreadsheets.create, whose new spreadsheet the
+same server then serves) with Google's response shapes and error texts,
 stores cell values exactly as sent (a JSON null skips the cell, as in the real API), records every
 request, and injects the faults that matter for non-idempotent writes: 429 (quota, nothing
 happened), 500 (nothing happened), "applied the append, then the connection dropped" (it happened,
@@ -145,6 +146,12 @@ class FakeSheets(LoopbackFake):
     _sheet_ids: dict[str, int] = field(default_factory=dict)
     _grids: dict[str, list[int]] = field(default_factory=dict)     # tab -> [rowCount, columnCount]
     _last_sheet_id: int = 0        # sheet ids are never reused, so a stale id cannot hit a new tab
+    # Spreadsheets created through the API (`POST /v4/spreadsheets`), served by this same server;
+    # `refuse_create` answers that call with (status, message) instead, as Google does for a
+    # service account without Drive storage.
+    spreadsheets: dict[str, FakeSheets] = field(default_factory=dict)
+    refuse_create: tuple[int, str] | None = None
+    bytes_sent: int = 0           # response bytes: what the client downloaded
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: LoopbackServer | None = None
     _held: HeldRequests = field(default_factory=HeldRequests)
@@ -199,6 +206,12 @@ class FakeSheets(LoopbackFake):
         with self._lock:
             return [r for r in self.requests if op is None or r.op == op]
 
+    def downloaded(self) -> int:
+        """Response bytes sent for this spreadsheet and every one created through it."""
+        with self._lock:
+            books = list(self.spreadsheets.values())
+        return self.bytes_sent + sum(b.downloaded() for b in books)
+
     def rows(self, tab: str) -> list[list[str]]:
         """The tab as text with trailing blanks trimmed, as a read would return it."""
         with self._lock:
@@ -218,6 +231,36 @@ class FakeSheets(LoopbackFake):
             self._send(handler, 401, {"error": {"code": 401, "status": "UNAUTHENTICATED",
                                                 "message": "Request had invalid authentication credentials."}})
             return
+        if url.path == "/v4/spreadsheets" and handler.command == "POST":
+            self._create(handler, json.loads(raw))
+            return
+        other = url.path.removeprefix("/v4/spreadsheets/").split("/")[0].split(":")[0]
+        with self._lock:
+            book = self.spreadsheets.get(other, self)
+        book._serve(handler, url, raw)
+
+    def _create(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
+        """spreadsheets.create: a new spreadsheet with the tabs the body names (Google's default
+        "Sheet1" when it names none), served by this server from now on."""
+        if self.refuse_create:
+            status, message = self.refuse_create
+            self._send(handler, status, self._error(status, message))
+            return
+        with self._lock:
+            created = FakeSheets(spreadsheet_id=f"{self.spreadsheet_id}-{len(self.spreadsheets) + 1}",
+                                 title=body.get("properties", {}).get("title", "Untitled spreadsheet"))
+            self.spreadsheets[created.spreadsheet_id] = created
+            self.requests.append(Request("POST", "/v4/spreadsheets", {}, body, "create"))
+        for sheet in body.get("sheets") or [{"properties": {"title": "Sheet1"}}]:
+            properties = sheet["properties"]
+            created.add_tab(properties["title"])
+            grid = properties.get("gridProperties", {})
+            created._grids[properties["title"]] = [grid.get("rowCount", DEFAULT_ROWS),
+                                                   grid.get("columnCount", DEFAULT_COLUMNS)]
+        self._send(handler, 200, {"spreadsheetId": created.spreadsheet_id, **created._metadata()})
+
+    def _serve(self, handler: BaseHTTPRequestHandler, url: Any, raw: bytes) -> None:
+        """One Sheets API request to this spreadsheet."""
         body = json.loads(raw) if raw else None
         prefix = f"/v4/spreadsheets/{self.spreadsheet_id}"
         path = url.path
@@ -283,9 +326,10 @@ class FakeSheets(LoopbackFake):
     def _error(status: int, message: str) -> dict:
         return {"error": {"code": status, "message": message, "status": ERRORS.get(status, "UNKNOWN")}}
 
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+    def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
         data = json.dumps(payload).encode()
+        with self._lock:
+            self.bytes_sent += len(data)
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json; charset=UTF-8")
         handler.send_header("Content-Length", str(len(data)))
