@@ -4,8 +4,9 @@ For 0, 100,000 and 300,000 closed tickets (RESOLVED, assigned 90 days ago) added
 sheet — the local SQLite sheet, and the fake Google Sheets API on 127.0.0.1 driven through the real
 gspread client — `ecm triage` of the live tick (which archives them) and then the next run (a
 re-run of the tick, with the tab back to open work), each in a fresh process: wall seconds, peak
-RSS, bytes the process read (`rchar`: files, sockets, imports included) and, against the fake,
-the bytes the API sent back; then the rows left in Assignments.
+RSS (the child's own VmHWM), bytes the process read from files (`rchar`: imports, the warehouse,
+the lake, the local sheet) and, against the fake, the bytes the API sent back; then the rows left
+in Assignments.
 
 Run from the project root: `.venv/bin/python bench/bench_archive.py [--rows 0 100000 300000]
 [--stores local google]`.
@@ -17,39 +18,22 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import mib, print_machine  # noqa: E402
+from machine import mib, print_machine, run_ecm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# `ecm triage` in this process, then its peak RSS and the bytes it read, as the last line.
-WRAPPER = """
-import contextlib, io, json, resource
-from ecm_pipeline.cli import main
-with contextlib.redirect_stdout(io.StringIO()):
-    code = main(["triage"])
-read = next(int(line.split()[1]) for line in open("/proc/self/io") if line.startswith("rchar:"))
-print(json.dumps({"code": code, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "read": read}))
-"""
-
-
 def run(env: dict[str, str]) -> tuple[float, int, int]:
-    """One `ecm triage` in a fresh process: (wall seconds, peak RSS bytes, bytes read)."""
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", WRAPPER], cwd=ROOT, env=env, check=True, capture_output=True,
-                         text=True)
-    seconds = time.perf_counter() - start
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    """One `ecm triage` in a fresh process: (wall seconds, peak RSS bytes, bytes read from files)."""
+    figures = run_ecm(["triage"], env, ROOT)
     if figures["code"] != 0:
-        raise SystemExit(f"ecm triage failed:\n{out.stderr[-2000:]}")
-    return seconds, figures["peak"], figures["read"]
+        raise SystemExit(f"ecm triage failed:\n{figures['stderr'][-2000:]}")
+    return figures["wall_seconds"], figures["peak_rss_bytes"], figures["read_bytes"]
 
 
 def main() -> None:
@@ -68,7 +52,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ecm-bench-archive-"))
     template = work / "template"
     generate_demo(template, seed=7, anchor=as_of_utc(live_tick_key()))
-    print(f"\n{'store':>6} {'closed rows':>11} {'run':>16} {'wall s':>7} {'peak RSS':>11} {'read MiB':>9} "
+    print(f"\n{'store':>6} {'closed rows':>11} {'run':>16} {'wall s':>7} {'peak RSS':>11} {'file MiB':>9} "
           f"{'API MiB':>8} {'rows left':>10}")
     try:
         for store in args.stores:

@@ -24,7 +24,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from machine import machine, mib, print_machine
+from machine import machine, mib, print_machine, run_ecm
 
 ANCHOR = datetime(2026, 11, 21, 16, 0)   # the 20:00 Asia/Dubai tick of 2026-11-21, in UTC
 
@@ -34,20 +34,11 @@ def run_backfill(home: Path, first: str, last: str) -> dict:
     for stale in ("lake", "charts", "dagster"):
         shutil.rmtree(home / stale, ignore_errors=True)
     env = {**os.environ, "ECM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "ecm_pipeline.cli", "backfill", "--from", first, "--to", last],
-                                 env=env, stdout=out, stderr=err, text=True)
-        # wait4, not Popen.wait: it also returns the child's own resource usage (its peak RSS).
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child.returncode != 0:
-            raise SystemExit(f"ecm backfill {first}..{last} failed ({child.returncode}):\n{err.read()[-2000:]}")
-        summary = out.read().strip().splitlines()[-2:]
-    return {"wall_seconds": round(wall, 2), "peak_rss_bytes": usage.ru_maxrss * 1024,   # KiB on Linux
+    run = run_ecm(["backfill", "--from", first, "--to", last], env, Path.cwd())
+    if run["code"] != 0:
+        raise SystemExit(f"ecm backfill {first}..{last} failed ({run['code']}):\n{run['stderr'][-2000:]}")
+    summary = run["stdout"].strip().splitlines()[-2:]
+    return {"wall_seconds": round(run["wall_seconds"], 2), "peak_rss_bytes": run["peak_rss_bytes"],
             "steps": step_seconds(home / "dagster"), "summary": summary}
 
 

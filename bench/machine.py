@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -73,3 +74,37 @@ def print_machine() -> None:
     print("== machine")
     for name, value in machine().items():
         print(f"{name:<13} {value}")
+
+
+# `ecm ARGS` in a fresh interpreter that reports, after the command, its own peak RSS (VmHWM) and
+# the bytes it read from files (rchar). Not the child's ru_maxrss: Linux carries a parent's peak
+# into its child's ru_maxrss across fork and exec, and a bench process holding the demo data or a
+# fake's spreadsheets would be counted in every run.
+_ECM_WRAPPER = """
+import json, sys
+from ecm_pipeline.cli import main
+code = main(sys.argv[2:])
+sys.stdout.flush()
+def field(path, name):
+    return next(int(line.split()[1]) for line in open(path) if line.startswith(name))
+with open(sys.argv[1], "w") as out:
+    json.dump({"code": code, "peak_rss_bytes": field("/proc/self/status", "VmHWM:") * 1024,
+               "read_bytes": field("/proc/self/io", "rchar:")}, out)
+"""
+
+
+def run_ecm(args: list[str], env: dict[str, str], cwd: Path) -> dict:
+    """`ecm ARGS` in a fresh process: exit code, wall seconds, peak RSS bytes, bytes read from
+    files, and its stdout and stderr."""
+    import subprocess
+    import tempfile
+    import time
+
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as figures:
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", _ECM_WRAPPER, figures.name, *args], cwd=cwd, env=env,
+                              capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        measured = json.loads(figures.read() or "{}")
+    return {"code": measured.get("code", done.returncode), "wall_seconds": wall, **measured,
+            "stdout": done.stdout, "stderr": done.stderr}
