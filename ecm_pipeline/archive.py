@@ -3,9 +3,11 @@ ticket ever assigned (when an order first got one, say) reads the tab and the la
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
-from ecm_pipeline.domain.tickets import ASSIGNMENT_COLUMNS
+from ecm_pipeline.domain.tickets import ASSIGNMENT_COLUMNS, order_ids
 from ecm_pipeline.resources.lake import LakeResource
 
 ARCHIVE_ASSET = "archived_tickets"
@@ -19,8 +21,11 @@ def archived(lake: LakeResource, columns: list[str] | None = None) -> pd.DataFra
 
 
 def every_ticket(lake: LakeResource, tab: pd.DataFrame, columns: tuple[str, ...] = ASSIGNMENT_COLUMNS,
-                 ) -> pd.DataFrame:
-    """`columns` of the Assignments tab as read, with the archived tickets below it."""
+                 orders: Iterable[str] | None = None) -> pd.DataFrame:
+    """`columns` of the Assignments tab as read, with the archived tickets below it: only those of
+    `orders` from the archive when given (a year of archived tickets is ten times a day's backlog)."""
     old = archived(lake, list(columns))
+    if old is not None and orders is not None:
+        old = old[order_ids(old).isin(set(orders)).to_numpy()]
     mine = tab[list(columns)]
     return mine if old is None or old.empty else pd.concat([mine, old], ignore_index=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from ecm_pipeline.settings import Settings
@@ -36,10 +37,13 @@ def partition_metadata(frame: pd.DataFrame, uri: str) -> dict:
 
 def stacked_columns(frames: Mapping[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     """The given columns of every partition's frame, one frame with a `partition_key` column."""
-    parts = [f[columns].assign(partition_key=k) for k, f in frames.items() if len(f)]
+    parts = {k: f for k, f in frames.items() if len(f)}
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in [*columns, "partition_key"]})
-    return pd.concat(parts, ignore_index=True)
+    # Column by column: selecting a column list from each of hundreds of frames copies them all.
+    stacked = {c: pd.concat([f[c] for f in parts.values()], ignore_index=True) for c in columns}
+    stacked["partition_key"] = pd.Series(np.repeat(list(parts), [len(f) for f in parts.values()]), dtype=str)
+    return pd.DataFrame(stacked)
 
 
 def counts_per_partition(frames: Mapping[str, pd.DataFrame], column: str, blank: str | None = None,

@@ -57,14 +57,16 @@ def history(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assign
     keys = partition_keys(context)
     inputs = read_checked(context, lake, "scored_orders", keys, "build the backlog history")
     # Read, never written: which orders had a ticket by each tick tells self-healing from work done.
-    first_ticket = first_ticket_at(every_ticket(lake, sheet.store().read_tab("Assignments"), FIRST_TICKET_COLUMNS))
     ticks = {k: pd.Timestamp(as_of_utc(k)) for k in keys}
     frames = {k: f.frame for k, f in inputs.items()}
-    breakdown = unstacked(backlog_breakdown(stacked(frames), ticks, catalogue), keys, keep_partition=True)
-    flows = {}
     before = previous_key(keys[0])
     found = lake.find("scored_orders", before)
     previous = found.frame if found else None
+    backlogs = [*frames.values(), *([previous] if previous is not None else [])]
+    first_ticket = first_ticket_at(every_ticket(lake, sheet.store().read_tab("Assignments"), FIRST_TICKET_COLUMNS,
+                                                orders={o for f in backlogs for o in f["order_id"]}))
+    breakdown = unstacked(backlog_breakdown(stacked(frames), ticks, catalogue), keys, keep_partition=True)
+    flows = {}
     for key in keys:
         flows[key] = backlog_flow(key, ticks[key], frames[key], previous, before if previous is not None else None,
                                   first_ticket)

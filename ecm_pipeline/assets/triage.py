@@ -537,8 +537,10 @@ def _self_healed(lake: LakeResource, key: str, as_of: pd.Timestamp, tickets: pd.
     previous = lake.find("scored_orders", before)
     if previous is None:
         return None
-    flow = backlog_flow(key, as_of, lake.read("scored_orders", key).frame, previous.frame, before,
-                        first_ticket_at(every_ticket(lake, tickets, FIRST_TICKET_COLUMNS)))
+    current = lake.read("scored_orders", key).frame
+    orders = {*current["order_id"], *previous.frame["order_id"]}
+    flow = backlog_flow(key, as_of, current, previous.frame, before,
+                        first_ticket_at(every_ticket(lake, tickets, FIRST_TICKET_COLUMNS, orders)))
     return int(flow["self_healed"].iloc[0])
 
 

@@ -61,7 +61,10 @@ def clusters(scored: pd.DataFrame, settings: ReportSettings, high_value_aed: flo
                       value_aed=("amount_aed", "sum"), avg_hours=("hours_stuck", "mean"),
                       max_hours=("hours_stuck", "max"), high_value_orders=("high_value", "sum"),
                       critical_orders=("critical", "sum"), uncategorized_orders=("uncategorized", "sum"))
-    out["mapped_reason"] = grouped["stuck_reason"].agg(lambda s: s.value_counts().sort_index().idxmax())
+    # The reason most of the cluster's orders have (ties: the first by name), for every cluster at once.
+    reasons = frame.groupby(["signature", "stuck_reason"], sort=False).size().rename("n").reset_index()
+    reasons = reasons.sort_values(["signature", "n", "stuck_reason"], ascending=[True, False, True])
+    out["mapped_reason"] = reasons.drop_duplicates("signature").set_index("signature")["stuck_reason"]
     out = out[out["orders"] >= settings.pattern_min_orders].reset_index()
     out["impact"] = (out["orders"] * (out["value_aed"] / 10_000) * (out["avg_hours"] / 24)).round(2)
     flags = pd.DataFrame({

@@ -389,8 +389,9 @@ class GoogleSheetStore(AssignmentStore):
             reply = self._call(f"creating the spreadsheet for the {year} archive", lambda _: self.http.request(
                 "post", SPREADSHEETS_API_V4_BASE_URL, json=body).json(), attempts=1)
         except SheetError as exc:
-            raise SheetError(f"{str(exc).rstrip('.')}. Create a spreadsheet for the {year} archive yourself, share it with the "
-                             f"service account as an editor and add a row to the {ARCHIVE_INDEX_TAB} tab: Year "
+            raise SheetError(f"{str(exc).rstrip('.')}. Create a spreadsheet for the {year} archive yourself, "
+                             f"share it with the service account as an editor and add a row to the "
+                             f"{ARCHIVE_INDEX_TAB} tab: Year "
                              f"{year}, Spreadsheet ID (the long ID in its URL); until then old closed tickets "
                              "stay in Assignments") from None
         return str(reply["spreadsheetId"])
