@@ -26,25 +26,59 @@ from pathlib import Path
 
 from machine import machine, mib, print_machine, run_ecm
 
+ROOT = Path(__file__).resolve().parents[1]
 ANCHOR = datetime(2026, 11, 21, 16, 0)   # the 20:00 Asia/Dubai tick of 2026-11-21, in UTC
 
 
-def run_backfill(home: Path, first: str, last: str) -> dict:
-    """`ecm backfill` in a child process with its own DAGSTER_HOME; its wall time and peak RSS."""
+def run_backfill(home: Path, first: str, last: str, postgres: dict[str, str] | None = None) -> dict:
+    """`ecm backfill` in a child process with its own DAGSTER_HOME (SQLite, the local default; or
+    with `postgres`, production's deploy/dagster.yaml on a fresh database); its wall time and peak RSS."""
     for stale in ("lake", "charts", "dagster"):
         shutil.rmtree(home / stale, ignore_errors=True)
     env = {**os.environ, "ECM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    if postgres:
+        env.update(postgres, DAGSTER_PG_DB=fresh_database(postgres))
+        (home / "dagster").mkdir()
+        shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster" / "dagster.yaml")
     run = run_ecm(["backfill", "--from", first, "--to", last], env, Path.cwd())
     if run["code"] != 0:
         raise SystemExit(f"ecm backfill {first}..{last} failed ({run['code']}):\n{run['stderr'][-2000:]}")
     summary = run["stdout"].strip().splitlines()[-2:]
     return {"wall_seconds": round(run["wall_seconds"], 2), "peak_rss_bytes": run["peak_rss_bytes"],
-            "steps": step_seconds(home / "dagster"), "summary": summary}
+            "steps": step_seconds(home / "dagster", postgres and env), "summary": summary}
 
 
-def step_seconds(dagster_home: Path) -> dict[str, float]:
+def postgres_server(directory: Path) -> tuple[object, dict[str, str]]:
+    """A local PostgreSQL (the pgserver wheel the tests use) and the DAGSTER_PG_* variables of
+    deploy/dagster.yaml pointing at it (the unix socket directory through PGHOST)."""
+    import pgserver
+    import sqlalchemy as sa
+
+    server = pgserver.get_server(str(directory), cleanup_mode="stop")
+    socket_dir = sa.engine.make_url(server.get_uri()).query["host"]
+    return server, {"DAGSTER_PG_HOST": "", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "postgres",
+                    "DAGSTER_PG_PASSWORD": "", "PGHOST": socket_dir}
+
+
+def fresh_database(postgres: dict[str, str]) -> str:
+    import uuid
+
+    import psycopg2
+
+    name = f"ecm_dagster_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(dbname="postgres", user="postgres", host=postgres["PGHOST"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return name
+
+
+def step_seconds(dagster_home: Path, env: dict[str, str] | None = None) -> dict[str, float]:
     import dagster as dg
 
+    if env:   # the instance's database, as the run had it
+        os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG_") or k == "PGHOST"})
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         [run] = instance.get_runs(limit=1)
         return {s.step_key: round((s.end_time or 0) - (s.start_time or 0), 2)
@@ -58,6 +92,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="demo volume, 1.0 = about 3,000 orders a day")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--instance", choices=["sqlite", "postgres"], default="sqlite",
+                        help="the Dagster instance's storage: the local default (SQLite) or production's "
+                             "deploy/dagster.yaml on a local PostgreSQL")
     args = parser.parse_args()
     lengths = sorted(int(n) for n in args.ticks.split(","))
 
@@ -75,19 +112,22 @@ def main() -> None:
                            "print('\\n'.join(p.get_partition_keys()))"],
                           env={**os.environ}, capture_output=True, text=True, check=True).stdout.split()
     last = keys.index(next(k for k in reversed(keys) if k <= "2026-11-21-20:00"))
+    server, postgres = postgres_server(home / "pgdata") if args.instance == "postgres" else (None, None)
     results = []
     for n in lengths:
         if n > last + 1:
             print(f"{n} ticks: the data has only {last + 1} ticks; skipped")
             continue
         first = keys[last - n + 1]
-        figures = run_backfill(home, first, keys[last])
+        figures = run_backfill(home, first, keys[last], postgres)
         figures |= {"ticks": n, "first": first, "last": keys[last]}
         results.append(figures)
         print(f"{n:>4} ticks ({first} .. {keys[last]}): {figures['wall_seconds']:.1f} s", flush=True)
 
     base = results[0]["wall_seconds"] / results[0]["ticks"] if results else 0
-    print("\n== ecm backfill, one run per range")
+    if server is not None:
+        server.cleanup()
+    print(f"\n== ecm backfill, one run per range, Dagster instance on {args.instance}")
     print(f"{'ticks':>6} {'wall s':>8} {'s/tick':>8} {'x 1 tick':>9} {'peak RSS':>12}")
     for r in results:
         rss = mib(r["peak_rss_bytes"])
