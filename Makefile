@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/bench_gates.py
 	$(BIN)/python bench/bench_api_calls.py
 	$(BIN)/python bench/bench_backfill.py
+	$(BIN)/python bench/bench_dagster_events.py
 
 clean:
 	rm -rf $(VENV) $(ECM_HOME) *.egg-info
