@@ -11,6 +11,7 @@ from ecm_pipeline.domain.tickets import ASSIGNMENT_COLUMNS, order_ids
 from ecm_pipeline.resources.lake import LakeResource
 
 ARCHIVE_ASSET = "archived_tickets"
+RESOLUTIONS_ARCHIVE_ASSET = "archived_resolutions"
 
 
 def archived(lake: LakeResource, columns: list[str] | None = None) -> pd.DataFrame | None:

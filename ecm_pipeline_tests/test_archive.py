@@ -82,7 +82,8 @@ def test_old_closed_tickets_leave_the_tab_once_even_when_the_run_is_killed(demo_
 
     # A run killed between the copy to the archive tab and the delete from Assignments ...
     run = subprocess.Popen([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ecm_pipeline.definitions",
-                            "--select", "archived_tickets,ticket_history", "--partition", key], cwd=PROJECT_ROOT,
+                            "--select", "archived_tickets,archived_resolutions,ticket_history", "--partition", key],
+                           cwd=PROJECT_ROOT,
                            env={**os.environ, "ECM_HOME": str(home)}, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     year = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=90)).year
@@ -145,7 +146,7 @@ def test_on_google_sheets_each_year_is_archived_in_a_spreadsheet_of_its_own(demo
     listed in the Archive Spreadsheets tab, this year's is created and listed by the run. A
     refused creation stops the move with a one-line how-to and loses nothing; a lost append
     response is not repeated; a re-run changes nothing."""
-    from ecm_pipeline.domain.tickets import ARCHIVE_INDEX_COLUMNS, ARCHIVE_INDEX_TAB
+    from ecm_pipeline.domain.tickets import ARCHIVE_INDEX_COLUMNS, ARCHIVE_INDEX_TAB, RESOLUTION_COLUMNS
     from ecm_pipeline.resources.google_sheet import GoogleSheetResource
     from ecm_pipeline_tests.fakes.sheets_server import FakeSheets, service_account_key
     from ecm_pipeline_tests.test_google_sheet import seed_from_demo, tab
@@ -159,6 +160,12 @@ def test_on_google_sheets_each_year_is_archived_in_a_spreadsheet_of_its_own(demo
         old = [closed_rows(1_500, "ARC", this_year), closed_rows(300, "OLD", last_year),
                closed_rows(20, "NEW", now - pd.Timedelta(days=5))]
         fake.tabs["Assignments"] += [r for frame in old for r in frame.values.tolist()]
+        # Resolutions of 100 old tickets follow them to the archive; those of recent ones stay.
+        resolved = pd.concat([old[0].head(100), old[2].head(10)])
+        fake.add_tab("Resolutions", [list(RESOLUTION_COLUMNS), *[
+            [r["Assigned At"], r["Order ID"], r["Assigned Agent"], "done", r["Assigned At"], "60", "480", "MET",
+             "stuck_at_lulu", "120.00", "AED", "", "", "AGENT_RESOLVED", r["Triage Run"]]
+            for r in resolved.to_dict("records")]])
         before = tab(fake)
         made_by_hand = FakeSheets(spreadsheet_id="hand-made", title="ECM archive (by hand)")
         made_by_hand.add_tab(archive_tab(last_year.year), [list(ASSIGNMENT_COLUMNS)])
@@ -187,7 +194,14 @@ def test_on_google_sheets_each_year_is_archived_in_a_spreadsheet_of_its_own(demo
         assert run().success
         [created] = [b for i, b in fake.spreadsheets.items() if i != "hand-made"]
         this_tab, last_tab = archive_tab(this_year.year), archive_tab(last_year.year)
-        assert list(created.tabs) == [this_tab] and created.grid(this_tab)[1] == len(ASSIGNMENT_COLUMNS)
+        resolutions_tab = archive_tab(this_year.year, "Resolutions")
+        assert list(created.tabs) == [this_tab, resolutions_tab]
+        assert created.grid(this_tab)[1] == len(ASSIGNMENT_COLUMNS)
+        assert created.grid(resolutions_tab)[1] == len(RESOLUTION_COLUMNS)
+        assert sorted(r[1] for r in created.rows(resolutions_tab)[1:]) == sorted(old[0]["Order ID"].head(100))
+        assert sorted(r[1] for r in fake.rows("Resolutions")[1:]) == sorted(old[2]["Order ID"].head(10))
+        lake_resolutions = pd.read_parquet(home / "lake" / "archived_resolutions")
+        assert sorted(lake_resolutions["Order ID"]) == sorted(old[0]["Order ID"].head(100))
         assert created.title == f"{fake.title} — {this_tab}"
         index = fake.rows(ARCHIVE_INDEX_TAB)[1:]
         assert [r[:2] for r in index] == [[str(last_year.year), " hand-made "],
@@ -206,10 +220,12 @@ def test_on_google_sheets_each_year_is_archived_in_a_spreadsheet_of_its_own(demo
         lake = pd.concat(pd.read_parquet(p) for p in (home / "lake" / "archived_tickets").glob("*.parquet"))
         assert len(lake) == 1_800 and not lake.duplicated(["Order ID", "Triage Run"]).any()
 
-        snapshot = (tab(fake), created.rows(this_tab), made_by_hand.rows(last_tab), fake.rows(ARCHIVE_INDEX_TAB))
+        snapshot = (tab(fake), created.rows(this_tab), made_by_hand.rows(last_tab), fake.rows(ARCHIVE_INDEX_TAB),
+                    created.rows(resolutions_tab), fake.rows("Resolutions"))
         assert run().success
         assert len(fake.spreadsheets) == 2
-        again = (tab(fake), created.rows(this_tab), made_by_hand.rows(last_tab), fake.rows(ARCHIVE_INDEX_TAB))
+        again = (tab(fake), created.rows(this_tab), made_by_hand.rows(last_tab), fake.rows(ARCHIVE_INDEX_TAB),
+                 created.rows(resolutions_tab), fake.rows("Resolutions"))
         pd.testing.assert_frame_equal(again[0], snapshot[0])
         assert again[1:] == snapshot[1:]
     finally:

@@ -14,29 +14,68 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from ecm_pipeline.archive import ARCHIVE_ASSET
+from ecm_pipeline.archive import ARCHIVE_ASSET, RESOLUTIONS_ARCHIVE_ASSET
 from ecm_pipeline.assets.triage import LIVE_TICK_ONLY, PARTITIONED, _skip_all, _spec
 from ecm_pipeline.domain.tickets import (
-    ASSIGNMENT_COLUMNS,
     TICKET_KEY,
     archivable,
+    archivable_resolutions,
     archive_tab,
     keyed,
 )
 from ecm_pipeline.metadata import partition_metadata
 from ecm_pipeline.resources.lake import LakeResource
-from ecm_pipeline.resources.sheet import ROW, AssignmentStoreResource
+from ecm_pipeline.resources.sheet import ROW, AssignmentStore, AssignmentStoreResource, columns_of
 from ecm_pipeline.run_context import partition_keys, side_effects_blocked
 from ecm_pipeline.settings import load_settings
 
 HISTORY_TABS = ("Assignments", "Resolutions", "Escalations")
 
 
-def archived_keys(lake: LakeResource, except_key: str) -> set[str]:
-    """The tickets the lake's archive already holds, from every tick but `except_key`."""
-    keys = [k for k in lake.partitions(ARCHIVE_ASSET) if k != except_key]
-    frames = [f.frame for f in lake.read_many(ARCHIVE_ASSET, keys, list(TICKET_KEY)).values()]
+def archived_keys(lake: LakeResource, asset: str, except_key: str) -> set[str]:
+    """The tickets an archive asset of the lake already holds, from every tick but `except_key`."""
+    keys = [k for k in lake.partitions(asset) if k != except_key]
+    frames = [f.frame for f in lake.read_many(asset, keys, list(TICKET_KEY)).values()]
     return set(keyed(pd.concat(frames), TICKET_KEY)) if frames else set()
+
+
+def move(context: dg.AssetExecutionContext, lake: LakeResource, store: AssignmentStore, asset: str, tab: str,
+         old: pd.DataFrame, key: str) -> tuple[dict, int]:
+    """Move `old` (rows of `tab` with `_row` and `last_change`) to the lake's `asset` and to the
+    archive tab of each row's year: copy, verify, then delete what is safely in both. Keyed by
+    ticket everywhere, so an interrupted move finishes next time without a second copy. Returns
+    the asset's metadata and how many rows left `tab`."""
+    run_id = context.run.run_id
+    columns = list(columns_of(tab))
+    # 1. the lake: this tick's file keeps what an interrupted earlier run of it wrote, plus the rest
+    exists = lake.path(asset, key).exists()
+    if old.empty and exists:   # nothing to move: leave this tick's file as it is, unread
+        mine, version = None, lake.read(asset, key, columns=[]).version
+    else:
+        before = lake.find(asset, key)
+        held = old.drop(columns=[ROW]) if before is None else pd.concat([before.frame, old.drop(columns=[ROW])])
+        mine = held[~keyed(held, TICKET_KEY).isin(archived_keys(lake, asset, key)).to_numpy()]
+        mine = mine.loc[~keyed(mine, TICKET_KEY).duplicated().to_numpy()].reset_index(drop=True)
+        version = lake.write(asset, {key: mine}, run_id=run_id)[key]
+    # 2. the year's archive tab (its own spreadsheet on Google), once per ticket; 3. verify
+    years = old["last_change"].dt.year
+    appended, present, names = 0, set(), []
+    for year in sorted({int(y) for y in years}):
+        archive, name = store.archive_store(year), archive_tab(year, tab)
+        appended += archive.append_once(name, old.loc[(years == year).to_numpy(), columns], archive.read_tab(name))
+        present |= set(keyed(archive.read_tab(name), TICKET_KEY))
+        names.append(f"{name} ({archive.describe()})")
+    # 4. delete from the tab what is safely in both
+    verified = old[keyed(old, TICKET_KEY).isin(present).to_numpy()]
+    removed = store.delete_rows(tab, verified, columns) if len(verified) else 0
+    if len(verified) < len(old):
+        context.log.warning(f"{tab}: {len(old) - len(verified)} rows were not found in their archive tab after the "
+                            "copy; they stay and the next tick tries again")
+    return {
+        **(partition_metadata(mine, lake.uri(asset, key)) if mine is not None else {}),
+        "archived_now": removed, "appended_to_archive_tabs": appended, "archive_tabs": ", ".join(names),
+        "lake_version": version,
+    }, removed
 
 
 # After the assignment and the progress report, which read the tab it trims.
@@ -49,6 +88,11 @@ def archived_keys(lake: LakeResource, except_key: str) -> set[str]:
               "is in the lake once.",
               kinds={"googlesheets", "pandas", "parquet"}, deps=["ticket_progress"],
               tags={"ecm/writes": "sheet", **LIVE_TICK_ONLY}),
+        _spec("archived_resolutions", "Resolutions rows that followed their ticket out of the Sheet: the ticket "
+              "has left the Assignments tab and the resolution is older than retention.closed_days. Each is also "
+              "in the Resolutions archive tab of its year; each in the lake once.",
+              kinds={"googlesheets", "pandas", "parquet"}, deps=["ticket_progress"],
+              tags={"ecm/writes": "sheet", **LIVE_TICK_ONLY}),
         _spec("ticket_history", "Every ticket of the tabs this project owns (Assignments, Resolutions, "
               "Escalations) as they stood at the tick, one row per Sheet row with its tab: what history, reports "
               "and statistics query with DuckDB instead of reading the Sheet. Live tick only.",
@@ -59,58 +103,35 @@ def archived_keys(lake: LakeResource, except_key: str) -> set[str]:
     **PARTITIONED,
 )
 def ticket_archive(context: dg.AssetExecutionContext, lake: LakeResource, sheet: AssignmentStoreResource):
-    """Archives old closed tickets (copy, verify, delete) and copies the tabs into the lake."""
+    """Archives old closed tickets and their resolutions (copy, verify, delete) and copies the tabs
+    into the lake."""
     keys = partition_keys(context)
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     blocked = side_effects_blocked(context, keys)
     if blocked:
         yield from _skip_all(context, sorted(selected), blocked)
         return
-    if "archived_tickets" not in selected:   # the lake copy alone: nothing is moved
-        yield _history(context, lake, sheet.store(), keys[0])
-        return
-    settings = load_settings()
-    key = keys[0]
-    run_id = context.run.run_id
-    store = sheet.store()
-    now = datetime.now(UTC).replace(tzinfo=None)
-    with store.lock("Assignments", owner=f"run {run_id[:8]} ({key}, archive)",
-                    timeout_seconds=settings.sheet.lock_timeout_seconds):
-        tabs = store.read_tabs(list(HISTORY_TABS))
-        old = archivable(tabs["Assignments"], tabs["Resolutions"], pd.Timestamp(now), settings.retention.closed_days)
-        years = old["last_change"].dt.year
-        # 1. the lake: this tick's file keeps what an interrupted earlier run of it wrote, plus the rest
-        exists = lake.path(ARCHIVE_ASSET, key).exists()
-        if old.empty and exists:   # nothing to move: leave this tick's file as it is, unread
-            mine, version = None, lake.read(ARCHIVE_ASSET, key, columns=[]).version
-        else:
-            before = lake.find(ARCHIVE_ASSET, key)
-            held = old.drop(columns=[ROW]) if before is None else pd.concat([before.frame, old.drop(columns=[ROW])])
-            mine = held[~keyed(held, TICKET_KEY).isin(archived_keys(lake, key)).to_numpy()]
-            mine = mine.loc[~keyed(mine, TICKET_KEY).duplicated().to_numpy()].reset_index(drop=True)
-            version = lake.write(ARCHIVE_ASSET, {key: mine}, run_id=run_id)[key]
-        # 2. the year's archive tab (its own spreadsheet on Google), once per ticket; 3. verify;
-        # 4. delete what is safely in both
-        appended, present, names = 0, set(), []
-        for year in sorted({int(y) for y in years}):
-            archive, name = store.archive_store(year), archive_tab(year)
-            appended += archive.append_once(name, old.loc[(years == year).to_numpy(), list(ASSIGNMENT_COLUMNS)],
-                                            archive.read_tab(name))
-            present |= set(keyed(archive.read_tab(name), TICKET_KEY))
-            names.append(f"{name} ({archive.describe()})")
-        verified = old[keyed(old, TICKET_KEY).isin(present).to_numpy()]
-        removed = store.delete_rows("Assignments", verified, list(ASSIGNMENT_COLUMNS)) if len(verified) else 0
-        if len(verified) < len(old):
-            context.log.warning(f"{len(old) - len(verified)} tickets were not found in their archive tab after the "
-                                "copy; they stay in Assignments and the next tick tries again")
-    left = len(tabs["Assignments"]) - removed
-    context.log.info(f"archived {removed} closed tickets older than {settings.retention.closed_days:g} days; "
-                     f"{left} rows remain in Assignments")
-    yield dg.MaterializeResult(asset_key="archived_tickets", metadata={
-        **(partition_metadata(mine, lake.uri(ARCHIVE_ASSET, key)) if mine is not None else {}),
-        "archived_now": removed, "appended_to_archive_tabs": appended, "archive_tabs": ", ".join(names),
-        "assignments_rows_left": left, "lake_version": version,
-    })
+    key, store = keys[0], sheet.store()
+    if selected & {ARCHIVE_ASSET, RESOLUTIONS_ARCHIVE_ASSET}:
+        settings = load_settings()
+        now = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
+        days = settings.retention.closed_days
+        with store.lock("Assignments", owner=f"run {context.run.run_id[:8]} ({key}, archive)",
+                        timeout_seconds=settings.sheet.lock_timeout_seconds):
+            tabs = store.read_tabs(list(HISTORY_TABS))
+            tab = tabs["Assignments"]
+            if ARCHIVE_ASSET in selected:
+                metadata, removed = move(context, lake, store, ARCHIVE_ASSET, "Assignments",
+                                         archivable(tab, tabs["Resolutions"], now, days), key)
+                tab = store.read_tab("Assignments") if removed else tab
+                yield dg.MaterializeResult(asset_key=ARCHIVE_ASSET,
+                                           metadata={**metadata, "assignments_rows_left": len(tab)})
+            if RESOLUTIONS_ARCHIVE_ASSET in selected:
+                metadata, removed = move(context, lake, store, RESOLUTIONS_ARCHIVE_ASSET, "Resolutions",
+                                         archivable_resolutions(tabs["Resolutions"], tab, now, days), key)
+                yield dg.MaterializeResult(asset_key=RESOLUTIONS_ARCHIVE_ASSET, metadata={
+                    **metadata, "resolutions_rows_left": len(tabs["Resolutions"]) - removed})
+        context.log.info(f"archived closed tickets older than {days:g} days; {len(tab)} rows remain in Assignments")
     if "ticket_history" in selected:
         yield _history(context, lake, store, key)
 

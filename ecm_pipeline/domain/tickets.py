@@ -50,20 +50,28 @@ LEDGER_TABS: dict[str, tuple[str, ...]] = {
 }
 ALL_TABS = {**TABS, **LEDGER_TABS}
 # Closed tickets past the retention move to one archive tab per year of their last change, with
-# exactly the Assignments columns.
-ARCHIVE_PREFIX = "Assignments Archive "
+# exactly the columns of the tab they left: Assignments rows and, once their ticket has gone, their
+# Resolutions rows.
+ARCHIVED_TABS = ("Assignments", "Resolutions")
+_ARCHIVE_TAB = re.compile(rf"^({'|'.join(ARCHIVED_TABS)}) Archive (\d{{4}})$")
 
 
-def archive_tab(year: int) -> str:
-    return f"{ARCHIVE_PREFIX}{year}"
+def archive_tab(year: int, tab: str = "Assignments") -> str:
+    return f"{tab} Archive {year}"
+
+
+def archived_from(tab: str) -> str | None:
+    """The tab an archive tab's rows came from ("Resolutions Archive 2026" -> "Resolutions")."""
+    match = _ARCHIVE_TAB.match(tab)
+    return match.group(1) if match else None
 
 
 def tab_columns(tab: str) -> tuple[str, ...] | None:
     """The columns of a tab this project owns (archive tabs included); None for any other."""
     if tab in ALL_TABS:
         return ALL_TABS[tab]
-    year = tab.removeprefix(ARCHIVE_PREFIX)
-    return ASSIGNMENT_COLUMNS if tab.startswith(ARCHIVE_PREFIX) and year.isdigit() else None
+    origin = archived_from(tab)
+    return ALL_TABS[origin] if origin else None
 
 # A ticket is one order in one triage run: the identity every write of a row carries.
 TICKET_KEY = ("Order ID", "Triage Run")
@@ -145,7 +153,7 @@ def pipeline_copies(tab: pd.DataFrame) -> pd.DataFrame:
 
 def row_key(tab: str) -> tuple[str, ...]:
     """The cells that identify a row of `tab`; every column where a row has no narrower identity."""
-    if tab.startswith(ARCHIVE_PREFIX):
+    if archived_from(tab):
         return TICKET_KEY
     return ROW_KEYS.get(tab) or ALL_TABS[tab]
 
@@ -224,13 +232,18 @@ def can_transition(current: str, target: Status) -> bool:
         return False
 
 
+def resolution_times(resolutions: pd.DataFrame) -> pd.Series:
+    """Each Resolutions row's Timestamp, naive UTC; NaT where it is not a time the pipeline wrote."""
+    return pd.to_datetime(resolutions["Timestamp"].astype(str).str.strip(), format=ASSIGNED_AT_FORMAT,
+                          errors="coerce", utc=True).dt.tz_localize(None)
+
+
 def archivable(tab: pd.DataFrame, resolutions: pd.DataFrame, now: pd.Timestamp, closed_days: float) -> pd.DataFrame:
     """RESOLVED tickets whose last change — their resolution's Timestamp, or Assigned At where no
     later change is recorded — is more than `closed_days` before `now` (naive UTC), with that time
     in `last_change`. A ticket with no time the pipeline can read stays where it is."""
     closed = tab[statuses(tab) == Status.RESOLVED]
-    stamps = pd.to_datetime(resolutions["Timestamp"].astype(str).str.strip(), format=ASSIGNED_AT_FORMAT,
-                            errors="coerce", utc=True).dt.tz_localize(None)
+    stamps = resolution_times(resolutions)
     resolved_at = stamps.groupby(keyed(resolutions, TICKET_KEY).to_numpy()).max() if len(resolutions) else None
     last = assigned_at_utc(closed)
     if resolved_at is not None and len(closed):
@@ -238,3 +251,15 @@ def archivable(tab: pd.DataFrame, resolutions: pd.DataFrame, now: pd.Timestamp, 
         last = pd.concat([last, later.astype("datetime64[us]")], axis=1).max(axis=1)
     old = last < now - pd.Timedelta(days=closed_days)
     return closed[old.to_numpy()].assign(last_change=last[old])
+
+
+def archivable_resolutions(resolutions: pd.DataFrame, tab: pd.DataFrame, now: pd.Timestamp,
+                           closed_days: float) -> pd.DataFrame:
+    """Resolutions rows whose ticket has left the Assignments tab (`tab`, as it stands after this
+    tick's archiving) and whose Timestamp is more than `closed_days` before `now`, with that time in
+    `last_change`: the ledger follows its tickets to the archive, so it too stays the size of the
+    recent work. A row whose time the pipeline cannot read stays."""
+    stamps = resolution_times(resolutions)
+    gone = ~keyed(resolutions, TICKET_KEY).isin(set(keyed(tab, TICKET_KEY)))
+    old = (gone & (stamps < now - pd.Timedelta(days=closed_days))).to_numpy()
+    return resolutions[old].assign(last_change=stamps[old])

@@ -26,7 +26,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ecm_pipeline.domain.tickets import ALL_TABS, ARCHIVE_PREFIX, TABS, not_yet_in, tab_columns
+from ecm_pipeline.domain.tickets import ALL_TABS, TABS, archived_from, not_yet_in, tab_columns
 from ecm_pipeline.settings import ecm_home
 
 ROW = "_row"   # the row's position in its tab, as the store knows it
@@ -160,7 +160,7 @@ class LocalSheetStore(AssignmentStore):
     def reset(self) -> None:
         with self._transaction() as conn:
             tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            for tab in [t for t in tables if t in ALL_TABS or t.startswith(ARCHIVE_PREFIX)]:
+            for tab in [t for t in tables if t in ALL_TABS or archived_from(t)]:
                 conn.execute(f"DROP TABLE IF EXISTS {self._quote(tab)}")
             self._create(conn, TABS)
 
