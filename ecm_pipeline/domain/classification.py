@@ -105,15 +105,55 @@ def derive_flags(snapshot: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+class _Columns:
+    """The frame's columns as the rules ask about them, each worked out once however many rules
+    read it: a text column is factorized once, and a condition on it looks up its few distinct
+    values instead of comparing a million strings again for every rule."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._codes: dict[str, tuple[np.ndarray, pd.Index]] = {}
+        self._flags: dict[str, np.ndarray] = {}
+
+    def isin(self, column: str, values: list | tuple) -> np.ndarray:
+        if column not in self._codes:
+            codes, uniques = pd.factorize(self.frame[column], use_na_sentinel=True)
+            self._codes[column] = (codes, pd.Index(uniques))
+        codes, uniques = self._codes[column]
+        table = np.zeros(len(uniques) + 1, dtype=bool)   # the last slot: a missing value (code -1)
+        table[:-1] = uniques.isin(values)
+        return table[codes]
+
+    def flag(self, column: str) -> np.ndarray:
+        if column not in self._flags:
+            self._flags[column] = _as_bool(self.frame[column])
+        return self._flags[column]
+
+    def missing(self, column: str) -> np.ndarray:
+        self.isin(column, ())   # factorized once, like every other condition on it
+        return self._codes[column][0] == -1
+
+
+def _condition(columns: _Columns, column: str, spec: Any) -> np.ndarray:
+    if isinstance(spec, bool):
+        return columns.flag(column) == spec
+    if isinstance(spec, dict) and "missing" in spec:
+        return columns.missing(column) == bool(spec["missing"])
+    if isinstance(spec, dict):  # {not: ...}: a missing value is "different" (fix 2)
+        excluded = spec["not"] if isinstance(spec["not"], list) else [spec["not"]]
+        return ~columns.isin(column, excluded)
+    return columns.isin(column, spec if isinstance(spec, list) else [spec])
+
+
 def rule_masks(frame: pd.DataFrame, rules: tuple[Rule, ...]) -> list[np.ndarray]:
-    currency = frame["currency"]
+    columns = _Columns(frame)
     masks = []
     for rule in rules:
         mask = np.ones(len(frame), dtype=bool)
         if rule.currencies is not None:
-            mask &= currency.isin(rule.currencies).to_numpy(dtype=bool)
+            mask &= columns.isin("currency", rule.currencies)
         for column, spec in rule.when.items():
-            mask &= _condition(frame[column], spec)
+            mask &= _condition(columns, column, spec)
         masks.append(mask)
     return masks
 
@@ -123,14 +163,18 @@ def classify(snapshot: pd.DataFrame, rules: tuple[Rule, ...] | None = None) -> p
     rules = rules or load_rules()
     frame = derive_flags(snapshot)
     masks = rule_masks(frame, rules)
-    frame["rule_id"] = np.select(masks, [r.id for r in rules], default="")
-    reason = np.select(masks, [r.reason for r in rules], default=UNCATEGORIZED).astype(object)
+    # The first matching rule of each order (len(rules): none), then its id and reason by lookup.
+    first = np.full(len(frame), len(rules), dtype=np.int16)
+    for index in range(len(rules) - 1, -1, -1):
+        first[masks[index]] = index
+    ids = np.array([r.id for r in rules] + [None], dtype=object)
+    reasons = np.array([r.reason for r in rules] + [UNCATEGORIZED], dtype=object)
+    reason = reasons[first]
     hours = frame["hours_stuck"].to_numpy(dtype=float)
-    for rule, mask in zip(rules, masks, strict=True):
+    for index, rule in enumerate(rules):
         if rule.below_hours is not None:
-            first_match = mask & (frame["rule_id"].to_numpy() == rule.id)
-            reason[first_match & (hours < rule.below_hours)] = rule.reason_below
-    frame["rule_id"] = frame["rule_id"].replace("", None)
+            reason[(first == index) & (hours < rule.below_hours)] = rule.reason_below
+    frame["rule_id"] = ids[first]
     frame["stuck_reason"] = reason
     return frame
 
