@@ -30,15 +30,18 @@ class AssignmentPlan:
     already_assigned: int
 
 
-def assignment_queue(candidates: pd.DataFrame, high_value_aed: float) -> pd.DataFrame:
-    """High value first by amount, then the rest by score; ties: older first, then order_id."""
+def queue_order(candidates: pd.DataFrame, high_value_aed: float) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates' positions in queue order — high value first by amount, then the rest by
+    score; ties: older first, then order_id — and whether each, in that order, is high value.
+    Sorted on number arrays only: the rows themselves are taken for the few the slots reach."""
     amount = candidates["amount_aed"].to_numpy(dtype=float)
     high = amount >= high_value_aed
     rank = -np.where(high, amount, candidates["score"].to_numpy(dtype=float))
     age = -candidates["hours_stuck"].to_numpy(dtype=float)
+    ids = pd.factorize(candidates["order_id"], sort=True)[0]   # order ids as their rank
     # np.lexsort sorts by the last key first; order ids break the remaining ties.
-    order = np.lexsort((candidates["order_id"].to_numpy(dtype=str), age, rank, ~high))
-    return candidates.iloc[order].assign(high_value=high[order]).reset_index(drop=True)
+    order = np.lexsort((ids, age, rank, ~high))
+    return order, high[order]
 
 
 def slot_sequence(room: np.ndarray) -> np.ndarray:
@@ -78,21 +81,23 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
 
     no_action = scored["no_action"].astype(bool)
     monitored = no_action & ~scored["already_assigned"]
-    queue = assignment_queue(scored[~scored["already_assigned"] & ~no_action], settings.high_value_aed)
+    candidates = scored[~scored["already_assigned"] & ~no_action]
+    order, high = queue_order(candidates, settings.high_value_aed)
+    reach = min(len(order), int(room.sum()))   # no order past the free slots can be given out
     if settings.mode == "team_first":
-        agent_for = _rotate_by_team(pool["team"].to_numpy(), queue["team"].to_numpy(), room.copy())
+        teams = candidates["team"].to_numpy()[order[:reach]]
+        agent_for = _rotate_by_team(pool["team"].to_numpy(), teams, room.copy())
     else:
-        slots = slot_sequence(room)
-        agent_for = np.full(len(queue), -1)
-        taken_count = min(len(queue), len(slots))
-        agent_for[:taken_count] = slots[:taken_count]
+        agent_for = slot_sequence(room)[:reach]
+    taken = np.zeros(len(order), dtype=bool)
+    taken[:reach] = agent_for >= 0
+    given_to = agent_for[agent_for >= 0]
 
-    taken = agent_for >= 0
-    assigned = queue[taken].copy()
-    assigned["agent_key"] = pool["key"].to_numpy()[agent_for[taken]]
-    assigned["agent_email"] = pool["email"].to_numpy()[agent_for[taken]]
-    given = np.bincount(agent_for[taken], minlength=len(pool))
-    hv_given = np.bincount(agent_for[taken & queue["high_value"].to_numpy()], minlength=len(pool))
+    assigned = candidates.iloc[order[taken]].assign(high_value=high[taken])
+    assigned["agent_key"] = pool["key"].to_numpy()[given_to]
+    assigned["agent_email"] = pool["email"].to_numpy()[given_to]
+    given = np.bincount(given_to, minlength=len(pool))
+    hv_given = np.bincount(given_to[high[taken]], minlength=len(pool))
     pool["assigned_now"] = given
     pool["high_value_now"] = hv_given
     # "Had room" for the high-value spread: still had a free slot once the high-value list was done.
@@ -114,7 +119,7 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
     return AssignmentPlan(
         new_rows=new_rows,
         assigned=assigned.reset_index(drop=True),
-        overflow=queue.loc[~taken, OVERFLOW_COLUMNS],
+        overflow=candidates[OVERFLOW_COLUMNS].iloc[order[~taken]].reset_index(drop=True),
         agents=pool,
         monitored=int(monitored.sum()),
         already_assigned=int(scored["already_assigned"].sum()),
