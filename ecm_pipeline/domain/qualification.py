@@ -78,14 +78,14 @@ def qualify(classified: pd.DataFrame, settings: QualificationSettings) -> tuple[
     explanations = dict(zip(CODES, (d.explanation for d in DISQUALIFICATIONS), strict=True))
     labels = dict(zip(CODES, (d.label for d in DISQUALIFICATIONS), strict=True))
     dropped = codes != ""
-    disqualified = classified.loc[dropped].copy()
+    disqualified = classified.loc[dropped]   # a new frame already (copy-on-write)
     disqualified["disqualification_code"] = codes[dropped]
     disqualified["disqualification_rule"] = disqualified["disqualification_code"].map(labels)
     disqualified["disqualification_reason"] = disqualified["disqualification_code"].map(explanations)
     bad_amount = disqualified["disqualification_code"] == "invalid_amount"
     disqualified.loc[bad_amount, "disqualification_reason"] = _amount_problems(
         disqualified.loc[bad_amount, "send_amount"])
-    return classified.loc[~dropped].copy(), disqualified
+    return classified.loc[~dropped], disqualified
 
 
 def flag_already_assigned(qualified: pd.DataFrame, assignments: pd.DataFrame,
