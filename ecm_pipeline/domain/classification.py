@@ -174,7 +174,7 @@ def classify(snapshot: pd.DataFrame, rules: tuple[Rule, ...] | None = None) -> p
     for index, rule in enumerate(rules):
         if rule.below_hours is not None:
             reason[(first == index) & (hours < rule.below_hours)] = rule.reason_below
-    frame["rule_id"] = ids[first]
+    frame["rule_id"] = pd.Series(ids[first], index=frame.index, dtype="str")   # NaN where none matched, at any size
     frame["stuck_reason"] = reason
     return frame
 
