@@ -90,3 +90,14 @@ def test_triage_without_demo_data_fails_clearly(ecm_env, capsys) -> None:
     err = capsys.readouterr().err
     assert "FAILED — step snapshot failed: no warehouse at" in err and "run `ecm demo`" in err
     assert "Traceback" not in err
+
+
+def test_a_bad_settings_file_is_one_line_for_every_command(ecm_env: Path, tmp_path: Path) -> None:
+    """The commands' modules read the settings when they load: a mistake there is the same one-line
+    error as any other, not an import traceback."""
+    bad = tmp_path / "settings.yaml"
+    bad.write_text("retention: {closed_days: 0}\n")
+    done = ecm("triage", env={"ECM_SETTINGS": str(bad)})
+    assert done.returncode == 2
+    assert done.stderr.startswith("ecm: ") and f"{bad}: retention.closed_days" in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

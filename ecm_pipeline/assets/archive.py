@@ -136,7 +136,8 @@ def ticket_archive(context: dg.AssetExecutionContext, lake: LakeResource, sheet:
         yield _history(context, lake, store, key)
 
 
-def _history(context: dg.AssetExecutionContext, lake: LakeResource, store, key: str) -> dg.MaterializeResult:
+def _history(context: dg.AssetExecutionContext, lake: LakeResource, store: AssignmentStore,
+             key: str) -> dg.MaterializeResult:
     """Every row of the owned tabs, as they stand now, into the tick's `ticket_history` file."""
     history = store.read_tabs(list(HISTORY_TABS))
     rows = pd.concat([frame.drop(columns=[ROW]).assign(tab=tab) for tab, frame in history.items()], ignore_index=True)

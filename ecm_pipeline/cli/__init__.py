@@ -21,12 +21,15 @@ import sys
 import traceback
 import warnings
 
-from ecm_pipeline.cli import field, history, pipeline
-from ecm_pipeline.cli.instance import InstanceError
 from ecm_pipeline.osutil import os_problem
+from ecm_pipeline.settings import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: the commands' modules read the settings (the partitions are
+    # built from them), and a bad settings file must be a one-line error, not an import traceback.
+    from ecm_pipeline.cli import field, history, pipeline
+
     parser = argparse.ArgumentParser(prog="ecm", description="ECM Pipeline: stuck remittance order triage.")
     parser.add_argument("--verbose", action="store_true", help="show Dagster's log and stack traces")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -37,19 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from ecm_pipeline.cli.instance import InstanceError
     from ecm_pipeline.domain.field import FieldError
     from ecm_pipeline.domain.roster import RosterError
     from ecm_pipeline.resources.lake import LakeError
     from ecm_pipeline.resources.sheet import SheetError
     from ecm_pipeline.resources.slack import OutboxError
     from ecm_pipeline.resources.warehouse import WarehouseError
-    from ecm_pipeline.settings import ConfigError
 
     return ConfigError, InstanceError, SheetError, WarehouseError, LakeError, OutboxError, RosterError, FieldError
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except ConfigError as exc:   # the settings every command reads
+        print(f"ecm: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     if not args.verbose:  # Dagster's beta/preview notices are for the code's authors, not its users
         warnings.filterwarnings("ignore", module="dagster")
     try:

@@ -89,15 +89,12 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
         agent_for = _rotate_by_team(pool["team"].to_numpy(), teams, room.copy())
     else:
         agent_for = slot_sequence(room)[:reach]
-    taken = np.zeros(len(order), dtype=bool)
-    taken[:reach] = agent_for >= 0
-    given_to = agent_for[agent_for >= 0]
-
-    assigned = candidates.iloc[order[taken]].assign(high_value=high[taken])
-    assigned["agent_key"] = pool["key"].to_numpy()[given_to]
-    assigned["agent_email"] = pool["email"].to_numpy()[given_to]
-    given = np.bincount(given_to, minlength=len(pool))
-    hv_given = np.bincount(given_to[high[taken]], minlength=len(pool))
+    # Both rotations fill every one of the first `reach` orders: those are assigned, the rest overflow.
+    assigned = candidates.iloc[order[:reach]].assign(high_value=high[:reach])
+    assigned["agent_key"] = pool["key"].to_numpy()[agent_for]
+    assigned["agent_email"] = pool["email"].to_numpy()[agent_for]
+    given = np.bincount(agent_for, minlength=len(pool))
+    hv_given = np.bincount(agent_for[high[:reach]], minlength=len(pool))
     pool["assigned_now"] = given
     pool["high_value_now"] = hv_given
     # "Had room" for the high-value spread: still had a free slot once the high-value list was done.
@@ -119,7 +116,7 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
     return AssignmentPlan(
         new_rows=new_rows,
         assigned=assigned.reset_index(drop=True),
-        overflow=candidates[OVERFLOW_COLUMNS].iloc[order[~taken]].reset_index(drop=True),
+        overflow=candidates[OVERFLOW_COLUMNS].iloc[order[reach:]].reset_index(drop=True),
         agents=pool,
         monitored=int(monitored.sum()),
         already_assigned=int(scored["already_assigned"].sum()),

@@ -115,11 +115,15 @@ class _Columns:
         self._codes: dict[str, tuple[np.ndarray, pd.Index]] = {}
         self._flags: dict[str, np.ndarray] = {}
 
-    def isin(self, column: str, values: list | tuple) -> np.ndarray:
+    def _factorized(self, column: str) -> tuple[np.ndarray, pd.Index]:
+        """Each row's code (-1: missing) and the distinct values, once per column."""
         if column not in self._codes:
             codes, uniques = pd.factorize(self.frame[column], use_na_sentinel=True)
             self._codes[column] = (codes, pd.Index(uniques))
-        codes, uniques = self._codes[column]
+        return self._codes[column]
+
+    def isin(self, column: str, values: list | tuple) -> np.ndarray:
+        codes, uniques = self._factorized(column)
         table = np.zeros(len(uniques) + 1, dtype=bool)   # the last slot: a missing value (code -1)
         table[:-1] = uniques.isin(values)
         return table[codes]
@@ -130,8 +134,7 @@ class _Columns:
         return self._flags[column]
 
     def missing(self, column: str) -> np.ndarray:
-        self.isin(column, ())   # factorized once, like every other condition on it
-        return self._codes[column][0] == -1
+        return self._factorized(column)[0] == -1
 
 
 def _condition(columns: _Columns, column: str, spec: Any) -> np.ndarray:
