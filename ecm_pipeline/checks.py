@@ -53,7 +53,7 @@ def gate_scope(context: dg.AssetCheckExecutionContext, asset: str, lake: LakeRes
     if keys:
         if (materialized_in_run(context, asset) or {}).get("skipped"):
             return {}
-        return {key: lake.read(asset, key) for key in keys if lake.path(asset, key).exists()}
+        return lake.read_many(asset, [key for key in keys if lake.path(asset, key).exists()])
     latest = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
     partition = latest.dagster_event.partition if latest and latest.dagster_event else None
     return {partition: lake.read(asset, partition)} if partition else {}

@@ -12,7 +12,7 @@ import pandas as pd
 from ecm_pipeline.archive import every_ticket
 from ecm_pipeline.charts import backlog_chart
 from ecm_pipeline.domain.gate_frames import stacked, unstacked
-from ecm_pipeline.domain.history import backlog_breakdown, backlog_flow
+from ecm_pipeline.domain.history import backlog_breakdown, flow_row, flows_frame
 from ecm_pipeline.domain.tickets import FIRST_TICKET_COLUMNS, first_ticket_at
 from ecm_pipeline.gates import read_checked
 from ecm_pipeline.metadata import column_schema, partition_metadata
@@ -66,11 +66,12 @@ def history(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assign
     first_ticket = first_ticket_at(every_ticket(lake, sheet.store().read_tab("Assignments"), FIRST_TICKET_COLUMNS,
                                                 orders={o for f in backlogs for o in f["order_id"]}))
     breakdown = unstacked(backlog_breakdown(stacked(frames), ticks, catalogue), keys, keep_partition=True)
-    flows = {}
+    rows = []
     for key in keys:
-        flows[key] = backlog_flow(key, ticks[key], frames[key], previous, before if previous is not None else None,
-                                  first_ticket)
+        rows.append(flow_row(key, ticks[key], frames[key], previous, before if previous is not None else None,
+                             first_ticket))
         before, previous = key, frames[key]
+    flows = unstacked(flows_frame(rows), keys, keep_partition=True)
     run_id = context.run.run_id
     lineage = {k: {"scored_orders": inputs[k].version} for k in keys}
     versions = lake.write("backlog_history", breakdown, run_id=run_id, lineage=lineage)
@@ -87,7 +88,7 @@ def history(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assign
             "backlog_count": int(flow["backlog"]),
             "value_at_risk_aed": float(flow["value_at_risk_aed"]),
             "lake_version": versions[key],
-            "dagster/column_schema": column_schema(breakdown[key]),
+            **({"dagster/column_schema": column_schema(breakdown[key])} if key == keys[-1] else {}),
             **extra,
         }, asset_key="backlog_history", partition_key=key)
         context.add_asset_metadata({

@@ -13,6 +13,7 @@ import pandas as pd
 from ecm_pipeline.assets.triage import OWNERS, PARTITIONED
 from ecm_pipeline.charts import inflow_chart
 from ecm_pipeline.domain.backlog_report import backlog_messages, report_backlog
+from ecm_pipeline.domain.gate_frames import PARTITION, stacked, unstacked
 from ecm_pipeline.domain.patterns import (
     PatternReport,
     clusters,
@@ -155,8 +156,11 @@ def pattern_report(context: dg.AssetExecutionContext, lake: LakeResource, sheet:
     previous_key = earlier[-1] if earlier else ""
     previous = lake.read("pattern_report", previous_key).frame if previous_key else None
     reports, frames = {}, {}
+    found_per_key = unstacked(clusters(stacked({k: scored[k].frame for k in keys}), cfg,
+                                       settings.assignment.high_value_aed, settings.categories.critical,
+                                       by=(PARTITION,)), keys)
     for key in keys:
-        found = clusters(scored[key].frame, cfg, settings.assignment.high_value_aed, settings.categories.critical)
+        found = found_per_key[key]
         trended, gone = with_trend(found, previous)
         days = [d for d in _baseline_days(key, cfg.spike_days) if d in counts]
         history = pd.DataFrame([counts[d] for d in days]).fillna(0) if days else pd.DataFrame()

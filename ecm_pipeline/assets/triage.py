@@ -20,7 +20,7 @@ from ecm_pipeline.domain.announcements import ANNOUNCED, PENDING, carried_over, 
 from ecm_pipeline.domain.assignment import plan_assignments, triage_outcome
 from ecm_pipeline.domain.briefing import briefing_messages, thread_orders, triage_figures
 from ecm_pipeline.domain.classification import attach_catalogue, classify
-from ecm_pipeline.domain.gate_frames import stacked, unstacked
+from ecm_pipeline.domain.gate_frames import PARTITION, stacked, unstacked
 from ecm_pipeline.domain.history import backlog_flow
 from ecm_pipeline.domain.progress import (
     RESOLVED,
@@ -215,8 +215,8 @@ def qualification(context: dg.AssetExecutionContext, lake: LakeResource, sheet: 
     qualified_all, disqualified_all = qualify(classified, settings.qualification)
     # Tickets as they were at the tick, for the live tick too: what a run of the tick writes must
     # not depend on how far another run of it got (the assignment step flags again, live).
-    qualified = {key: flag_already_assigned(mine, tickets, pd.Timestamp(as_of_utc(key))).reset_index(drop=True)
-                 for key, mine in unstacked(qualified_all, keys).items()}
+    ticks = qualified_all[PARTITION].map({k: pd.Timestamp(as_of_utc(k)) for k in keys})
+    qualified = unstacked(flag_already_assigned(qualified_all, tickets, ticks), keys)
     disqualified = unstacked(disqualified_all, keys)
     lineage = {k: {"stuck_orders": inputs[k].version} for k in keys}
     run_id = context.run.run_id

@@ -21,14 +21,16 @@ DEAD_ORDER_CODES = ("D1", "D2", "D3", "D4", "D5")
 def stacked(frames: Mapping[str, pd.DataFrame], **per_partition: Mapping[str, object]) -> pd.DataFrame:
     """One frame of many partitions' rows, each with its `partition_key` (and any other per-partition
     value given, e.g. `as_of`). Partitions with no rows add nothing, but keep the columns."""
-    parts = []
-    for key, frame in frames.items():
-        extra = {name: values[key] for name, values in per_partition.items()}
-        parts.append(frame.assign(**{PARTITION: key}, **extra))
-    if not parts:
+    if not frames:
         return pd.DataFrame({PARTITION: pd.Series(dtype=str)})
-    non_empty = [p for p in parts if len(p)] or parts[:1]
-    return pd.concat(non_empty, ignore_index=True)
+    # One concatenation, then each per-partition column repeated over its rows: a copy of every
+    # frame per partition (`assign`) costs more than the concatenation itself over a long range.
+    keys = [k for k, f in frames.items() if len(f)] or list(frames)[:1]
+    out = pd.concat([frames[k] for k in keys], ignore_index=True)
+    lengths = [len(frames[k]) for k in keys]
+    for name, values in {PARTITION: dict(zip(keys, keys, strict=True)), **per_partition}.items():
+        out[name] = pd.Series([values[k] for k in keys]).repeat(lengths).reset_index(drop=True)
+    return out
 
 
 def unstacked(frame: pd.DataFrame, keys: list[str], drop: tuple[str, ...] = (),
@@ -37,8 +39,11 @@ def unstacked(frame: pd.DataFrame, keys: list[str], drop: tuple[str, ...] = (),
     `drop`), with one group-by for the lot; a key with no rows gets an empty frame with the columns."""
     rest = frame.drop(columns=[*([] if keep_partition else [PARTITION]), *drop])
     positions = frame.groupby(PARTITION, sort=False).indices
-    groups = {k: rest.iloc[idx].reset_index(drop=True) for k, idx in positions.items()}
-    return {k: groups[k] if k in groups else rest.iloc[0:0].reset_index(drop=True) for k in keys}
+    # A partition whose rows are contiguous (as `stacked` and a sort by partition leave them) is a
+    # slice, which Arrow-backed columns share without copying; otherwise its rows are taken.
+    groups = {k: rest.iloc[idx[0]:idx[-1] + 1] if idx[-1] - idx[0] + 1 == len(idx) else rest.iloc[idx]
+              for k, idx in positions.items()}
+    return {k: (groups[k] if k in groups else rest.iloc[0:0]).reset_index(drop=True) for k in keys}
 
 
 def backlog_profile(qualified: Mapping[str, pd.DataFrame], gates: GateSettings) -> pd.DataFrame:

@@ -36,11 +36,11 @@ def backlog_breakdown(scored: pd.DataFrame, ticks: Mapping[str, pd.Timestamp], c
     return grouped[HISTORY_COLUMNS].astype({"tick": "datetime64[us]"})
 
 
-def backlog_flow(key: str, tick: pd.Timestamp, scored: pd.DataFrame, previous: pd.DataFrame | None,
-                 previous_key: str | None, first_ticket: pd.Series) -> pd.DataFrame:
-    """One row: the tick's backlog and how it moved since `previous` (the previous tick's scored
-    backlog, None when the lake does not have it). An order that left counts as self-healed when no
-    ticket for it had been assigned by the tick (`first_ticket`: `tickets.first_ticket_at` of the
+def flow_row(key: str, tick: pd.Timestamp, scored: pd.DataFrame, previous: pd.DataFrame | None,
+             previous_key: str | None, first_ticket: pd.Series) -> dict[str, object]:
+    """The tick's backlog and how it moved since `previous` (the previous tick's scored backlog,
+    None when the lake does not have it). An order that left counts as self-healed when no ticket
+    for it had been assigned by the tick (`first_ticket`: `tickets.first_ticket_at` of the
     Assignments tab)."""
     now = set(scored["order_id"])
     row = {"partition_key": key, "tick": tick, "backlog": len(scored),
@@ -48,14 +48,26 @@ def backlog_flow(key: str, tick: pd.Timestamp, scored: pd.DataFrame, previous: p
            "approximate_orders": int((scored.get("approximate_fields", pd.Series(dtype=str)) != "").sum()),
            "compared_with": previous_key or ""}
     if previous is None:
-        row |= {"entered": np.nan, "left": np.nan, "self_healed": np.nan, "self_heal_rate": np.nan}
-    else:
-        before = set(previous["order_id"])
-        left = before - now
-        healed = left - set(first_ticket.index[first_ticket <= tick])
-        row |= {"entered": len(now - before), "left": len(left), "self_healed": len(healed),
-                "self_heal_rate": round(len(healed) / len(left), 4) if left else 0.0}
-    return pd.DataFrame([row], columns=FLOW_COLUMNS).astype({"tick": "datetime64[us]"})
+        return row | {"entered": np.nan, "left": np.nan, "self_healed": np.nan, "self_heal_rate": np.nan}
+    before = set(previous["order_id"])
+    left = sorted(before - now)
+    healed = int((~(first_ticket.reindex(left) <= tick)).sum())   # no ticket, or one only after the tick
+    return row | {"entered": len(now - before), "left": len(left), "self_healed": healed,
+                  "self_heal_rate": round(healed / len(left), 4) if left else 0.0}
+
+
+def flows_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """`flow_row`s as one frame of FLOW_COLUMNS."""
+    frame = pd.DataFrame(rows, columns=FLOW_COLUMNS)
+    # Counts stay integers, blank (not NaN) where the tick was not compared: a file's types do not
+    # depend on which other ticks shared its run.
+    return frame.astype({"tick": "datetime64[us]", "entered": "Int64", "left": "Int64", "self_healed": "Int64"})
+
+
+def backlog_flow(key: str, tick: pd.Timestamp, scored: pd.DataFrame, previous: pd.DataFrame | None,
+                 previous_key: str | None, first_ticket: pd.Series) -> pd.DataFrame:
+    """One tick's `flow_row` as a frame."""
+    return flows_frame([flow_row(key, tick, scored, previous, previous_key, first_ticket)])
 
 
 def daily_flow(flows: pd.DataFrame, timezone: str) -> pd.DataFrame:

@@ -48,39 +48,40 @@ def signatures(scored: pd.DataFrame) -> pd.DataFrame:
 
 
 def clusters(scored: pd.DataFrame, settings: ReportSettings, high_value_aed: float,
-             critical_hours: float) -> pd.DataFrame:
+             critical_hours: float, by: tuple[str, ...] = ()) -> pd.DataFrame:
     """Clusters of at least `pattern_min_orders` orders sharing a signature, highest impact first.
-    impact = orders x (value AED / 10,000) x (average hours / 24)."""
+    impact = orders x (value AED / 10,000) x (average hours / 24). With `by` (say the partition key
+    of many ticks' backlogs stacked), the clusters of each of its groups, in one pass, by group."""
+    keys = [*by, "signature"]
     cells = signatures(scored)
-    frame = pd.concat([cells, scored[["order_id", "amount_aed", "hours_stuck", "stuck_reason"]]], axis=1)
+    frame = pd.concat([cells, scored[["order_id", "amount_aed", "hours_stuck", "stuck_reason", *by]]], axis=1)
     frame["high_value"] = frame["amount_aed"] >= high_value_aed
     frame["critical"] = frame["hours_stuck"] > critical_hours
     frame["uncategorized"] = frame["stuck_reason"] == UNCATEGORIZED
-    grouped = frame.groupby("signature", sort=False)
+    grouped = frame.groupby(keys, sort=False)
     out = grouped.agg(**{c: (c, "first") for c in SIGNATURE}, orders=("order_id", "size"),
                       value_aed=("amount_aed", "sum"), avg_hours=("hours_stuck", "mean"),
                       max_hours=("hours_stuck", "max"), high_value_orders=("high_value", "sum"),
                       critical_orders=("critical", "sum"), uncategorized_orders=("uncategorized", "sum"))
     # The reason most of the cluster's orders have (ties: the first by name), for every cluster at once.
-    reasons = frame.groupby(["signature", "stuck_reason"], sort=False).size().rename("n").reset_index()
-    reasons = reasons.sort_values(["signature", "n", "stuck_reason"], ascending=[True, False, True])
-    out["mapped_reason"] = reasons.drop_duplicates("signature").set_index("signature")["stuck_reason"]
+    reasons = frame.groupby([*keys, "stuck_reason"], sort=False).size().rename("n").reset_index()
+    reasons = reasons.sort_values([*keys, "n", "stuck_reason"], ascending=[*(True for _ in keys), False, True])
+    out["mapped_reason"] = reasons.drop_duplicates(keys).set_index(keys)["stuck_reason"]
     out = out[out["orders"] >= settings.pattern_min_orders].reset_index()
     out["impact"] = (out["orders"] * (out["value_aed"] / 10_000) * (out["avg_hours"] / 24)).round(2)
-    flags = pd.DataFrame({
-        "high value": out["high_value_orders"] > 0,
-        "majority critical": out["critical_orders"] > out["orders"] / 2,
-        f"> {settings.pattern_old_hours:g} h": out["max_hours"] > settings.pattern_old_hours,
-    })
-    out["flags"] = flags.apply(lambda row: ", ".join(name for name, on in row.items() if on), axis=1) \
-        if len(out) else pd.Series(dtype=str)
+    flags = {"high value": out["high_value_orders"] > 0,
+             "majority critical": out["critical_orders"] > out["orders"] / 2,
+             f"> {settings.pattern_old_hours:g} h": out["max_hours"] > settings.pattern_old_hours}
+    masks = np.column_stack([mask.to_numpy(dtype=bool) for mask in flags.values()])
+    out["flags"] = pd.Series([", ".join(name for name, on in zip(flags, row, strict=True) if on) for row in masks],
+                             index=out.index, dtype=str)
     out["novel"] = out["uncategorized_orders"] >= settings.novel_min_orders
     out["trend"], out["change"] = BASELINE, 0
     for column in ("value_aed", "avg_hours", "max_hours"):
         out[column] = out[column].round(2)
-    out = out.astype({"high_value_orders": int, "critical_orders": int, "uncategorized_orders": int, "orders": int,
-                      "flags": str})
-    return out.sort_values(["impact", "signature"], ascending=[False, True]).reset_index(drop=True)[CLUSTER_COLUMNS]
+    out = out.astype({"high_value_orders": int, "critical_orders": int, "uncategorized_orders": int, "orders": int})
+    order = out.sort_values([*by, "impact", "signature"], ascending=[*(True for _ in by), False, True])
+    return order.reset_index(drop=True)[[*by, *CLUSTER_COLUMNS]]
 
 
 def with_trend(current: pd.DataFrame, previous: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ecm_pipeline.domain.classification import UNCATEGORIZED
-from ecm_pipeline.domain.tickets import order_ids, tickets_open_at
+from ecm_pipeline.domain.tickets import assigned_at_utc, open_tickets, order_ids
 from ecm_pipeline.settings import QualificationSettings
 
 ABANDONED_PAYMENT_STATES = ("CREATED", "INITIATED")
@@ -89,12 +89,21 @@ def qualify(classified: pd.DataFrame, settings: QualificationSettings) -> tuple[
 
 
 def flag_already_assigned(qualified: pd.DataFrame, assignments: pd.DataFrame,
-                          as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+                          as_of: pd.Timestamp | pd.Series | None = None) -> pd.DataFrame:
     """`already_assigned`: the order has an OPEN, IN_PROGRESS or ESCALATED ticket — at the tick
-    `as_of` (UTC) when given: only tickets assigned at or before it count (see `tickets_open_at`)."""
-    held = tickets_open_at(assignments, as_of)
+    `as_of` (UTC; one for all rows, or each row's own, aligned with `qualified`) when given: only
+    tickets assigned at or before it count (see `tickets_open_at`)."""
     out = qualified.copy()
-    out["already_assigned"] = out["order_id"].isin(set(order_ids(held)))
+    if as_of is None:
+        out["already_assigned"] = out["order_id"].isin(set(order_ids(open_tickets(assignments))))
+        return out
+    # An order is held at a tick when one of its open tickets was assigned by then: its earliest
+    # open ticket decides, for every tick at once (a stamp that is not a time counts as long ago).
+    held = open_tickets(assignments)
+    since = (pd.DataFrame({"order_id": order_ids(held), "since": assigned_at_utc(held).fillna(pd.Timestamp.min)})
+             .groupby("order_id")["since"].min())
+    first = out["order_id"].map(since)
+    out["already_assigned"] = (first.notna() & (first <= as_of)).astype(bool)
     return out
 
 

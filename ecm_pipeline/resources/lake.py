@@ -166,7 +166,11 @@ class LakeResource(dg.ConfigurableResource):
         """One partition's file; `columns` reads only those (a large table's few needed columns)."""
         target = self.path(asset, partition_key)
         try:
-            table = pq.read_table(target.path, filesystem=target.fs, columns=columns)
+            # ParquetFile reads one file without the dataset machinery `read_table` sets up, and one
+            # thread per file decodes and converts faster than a pool (reads run side by side already):
+            # together about half the cost of a small file.
+            with pq.ParquetFile(target.path, filesystem=target.fs) as file:
+                table = file.read(columns=columns, use_threads=False)
         except FileNotFoundError:
             raise LakeError(
                 f"no {asset} snapshot for partition {partition_key} ({target}): materialize {asset} "
@@ -175,7 +179,8 @@ class LakeResource(dg.ConfigurableResource):
         except (OSError, pa.ArrowInvalid) as exc:
             raise LakeError(f"cannot read {target}: {exc}") from None
         meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
-        return LakeFrame(table.to_pandas(), meta.get("version", ""), meta.get("lineage", {}), meta.get("run_id", ""))
+        return LakeFrame(table.to_pandas(use_threads=False), meta.get("version", ""), meta.get("lineage", {}),
+                         meta.get("run_id", ""))
 
     def find(self, asset: str, partition_key: str | None) -> LakeFrame | None:
         """The partition's file, or None when the lake has none (an unreadable file still raises)."""
