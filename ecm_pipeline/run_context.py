@@ -89,9 +89,16 @@ def materialized_in_run(context: dg.AssetExecutionContext | dg.AssetCheckExecuti
 
 def run_materialization(instance: dg.DagsterInstance, run_id: str, asset: str) -> dict | None:
     """The metadata of `asset`'s last materialization in a run, or None."""
-    found = None
-    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
-        materialization = record.event_log_entry.asset_materialization
-        if materialization and materialization.asset_key == dg.AssetKey(asset):
-            found = {k: v.value for k, v in materialization.metadata.items()}
-    return found
+    # Newest first, a page at a time: a range run holds one materialization per asset and tick, and
+    # the asset asked about is usually the one just materialized.
+    key, cursor = dg.AssetKey(asset), None
+    while True:
+        page = instance.get_records_for_run(run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
+                                            limit=100, ascending=False)
+        for record in page.records:
+            materialization = record.event_log_entry.asset_materialization
+            if materialization and materialization.asset_key == key:
+                return {k: v.value for k, v in materialization.metadata.items()}
+        if not page.has_more:
+            return None
+        cursor = page.cursor
