@@ -63,8 +63,17 @@ def seed_sheet(fake: FakeSheets, home: Path, agents: int) -> None:
 def run_case(orders: int, agents: int) -> dict:
     home = Path(tempfile.mkdtemp(prefix="ecm-bench-api-"))
     os.environ["ECM_HOME"] = str(home)
+    generate_demo(home, seed=7, anchor=as_of_utc(live_tick_key()), scale=orders / BACKLOG_PER_SCALE)
+    try:
+        return triage_against_fakes(home, agents)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def triage_against_fakes(home: Path, agents: int) -> dict:
+    """The live tick's triage of the demo in `home` (ECM_HOME), its Sheet copied to a fake Google
+    Sheets API with `agents` agents and Slack on a fake API: the calls each received."""
     key = live_tick_key()
-    generate_demo(home, seed=7, anchor=as_of_utc(key), scale=orders / BACKLOG_PER_SCALE)
     sheets, slack = FakeSheets(), FakeSlack()
     sheets.start()
     slack.start()
@@ -91,7 +100,6 @@ def run_case(orders: int, agents: int) -> dict:
     finally:
         sheets.stop()
         slack.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:

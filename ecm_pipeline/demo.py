@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import shutil
 import string
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -465,32 +467,64 @@ def as_of(world: dict[str, pd.DataFrame], anchor: np.datetime64, start: np.datet
     return tables
 
 
+def _span(anchor: datetime, days: float) -> tuple[np.datetime64, np.datetime64]:
+    """The anchor (naive UTC) and the start of the `days` before it, as datetime64[s]."""
+    end = np.datetime64(anchor.replace(tzinfo=None), "s")
+    return end - np.timedelta64(int(days * 86400), "s"), end
+
+
+def _day(moment: np.datetime64) -> np.datetime64:
+    return moment.astype("datetime64[D]").astype("datetime64[s]")
+
+
 def generate_tables(seed: int, anchor: datetime, days: float = 35.0, scale: float = 1.0) -> dict[str, pd.DataFrame]:
     """The warehouse tables (and a `_meta` frame describing each order) for a seed and an anchor
     (naive UTC): the orders of the `days` before the anchor, as the warehouse knows them then."""
-    end = np.datetime64(anchor.replace(tzinfo=None), "s")
-    start = end - np.timedelta64(int(days * 86400), "s")
-    world = generate_world(seed, start.astype("datetime64[D]").astype("datetime64[s]"),
-                           end.astype("datetime64[D]").astype("datetime64[s]"), scale)
-    return as_of(world, end, start)
+    start, end = _span(anchor, days)
+    return as_of(generate_world(seed, _day(start), _day(end), scale), end, start)
 
 
-def write_warehouse(tables: dict[str, pd.DataFrame], path: Path) -> None:
+@contextmanager
+def warehouse_writer(path: Path) -> Iterator[Callable[[dict[str, pd.DataFrame]], None]]:
+    """Create the warehouse's tables in a new DuckDB file and yield a function that appends frames
+    of rows to them; the file replaces `path` only once every append is done."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.duckdb")
     tmp.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
-    try:
+
+    def append(tables: dict[str, pd.DataFrame]) -> None:
         for name, columns in SCHEMA.items():
-            con.execute(f"CREATE TABLE {name} ({columns})")
-            frame = tables[name]
-            con.register("incoming", frame)
+            con.register("incoming", tables[name])
             cols = ", ".join(c.split()[0] for c in columns.split(", "))
             con.execute(f"INSERT INTO {name} SELECT {cols} FROM incoming")
             con.unregister("incoming")
+
+    try:
+        for name, columns in SCHEMA.items():
+            con.execute(f"CREATE TABLE {name} ({columns})")
+        yield append
     finally:
         con.close()
     tmp.replace(path)
+
+
+def write_warehouse(tables: dict[str, pd.DataFrame], path: Path) -> None:
+    with warehouse_writer(path) as append:
+        append(tables)
+
+
+def ticket_candidates(meta: pd.DataFrame, anchor: datetime) -> pd.DataFrame:
+    """The orders a demo ticket may be about: open at the anchor, created 2 to 20 days before it,
+    with a diagnosis the pipeline makes."""
+    end = np.datetime64(anchor.replace(tzinfo=None), "s")
+    return meta[
+        meta["expected"].notna()
+        & ~meta["expected"].isin(["uncategorized", "falcon_failed_order_completed_issue"])
+        & ~(meta["resolved_at"] <= end)
+        & (meta["created_at"] < end - 2 * DAY)
+        & (meta["created_at"] > end - 20 * DAY)
+    ]
 
 
 def seed_sheet(store: LocalSheetStore, meta: pd.DataFrame, anchor: datetime, seed: int) -> pd.DataFrame:
@@ -498,14 +532,7 @@ def seed_sheet(store: LocalSheetStore, meta: pd.DataFrame, anchor: datetime, see
     rng = np.random.default_rng(seed + 1)
     store.reset()
     store.append_rows("Agents", pd.DataFrame(AGENTS, columns=AGENT_COLUMNS))
-    end = np.datetime64(anchor.replace(tzinfo=None), "s")
-    open_now = meta[
-        meta["expected"].notna()
-        & ~meta["expected"].isin(["uncategorized", "falcon_failed_order_completed_issue"])
-        & ~(meta["resolved_at"] <= end)
-        & (meta["created_at"] < end - 2 * DAY)
-        & (meta["created_at"] > end - 20 * DAY)
-    ]
+    open_now = ticket_candidates(meta, anchor)
     picked = open_now.sample(n=min(26, len(open_now)), random_state=seed)
     statuses = ["OPEN"] * 12 + ["IN_PROGRESS"] * 8 + ["ESCALATED"] * 4 + ["RESOLVED"] * 2
     # Agent e-mails as people type them: the sheet is matched case-insensitively.
@@ -560,23 +587,41 @@ def write_go_live(home: Path, go_live: str) -> Path:
     return path
 
 
+# Days generated at a time: about a quarter of a million orders, so the generator's memory stays bounded at any
+# volume (`ecm demo --orders-per-day`). Each day of orders comes from its own seed, so the chunks
+# add up to exactly the tables `generate_tables` makes in one go.
+CHUNK_ORDERS = 250_000
+
+
 def generate_demo(home: Path, seed: int, anchor: datetime, days: float = 35.0, scale: float = 1.0) -> dict:
     """Write `warehouse.duckdb` and `sheet.sqlite` under `home`, and the go-live date of the data in
     `home/settings.yaml`; clear the outbox and lake."""
-    tables = generate_tables(seed, anchor, days=days, scale=scale)
+    start, end = _span(anchor, days)
+    chunk_days = max(1, int(CHUNK_ORDERS // max(DEFAULT_ORDERS_PER_DAY * scale, 1)))
     home.mkdir(parents=True, exist_ok=True)
-    write_warehouse(tables, home / "warehouse.duckdb")
+    rows = dict.fromkeys(SCHEMA, 0)
+    candidates = []
+    with warehouse_writer(home / "warehouse.duckdb") as append:
+        day, last_day = _day(start), _day(end)
+        while day <= last_day:
+            through = min(day + (chunk_days - 1) * DAY, last_day)
+            tables = as_of(generate_world(seed, day, through, scale), end, start)
+            append(tables)
+            rows = {name: rows[name] + len(tables[name]) for name in SCHEMA}
+            candidates.append(ticket_candidates(tables["_meta"], anchor))
+            day = through + DAY
     for stale in ("outbox", "lake"):
         shutil.rmtree(home / stale, ignore_errors=True)
-    tickets = seed_sheet(LocalSheetStore(path=str(home / "sheet.sqlite")), tables["_meta"], anchor, seed)
-    start = anchor - timedelta(days=days)
-    go_live = first_tick_from(start)
+    tickets = seed_sheet(LocalSheetStore(path=str(home / "sheet.sqlite")), pd.concat(candidates, ignore_index=True),
+                         anchor, seed)
+    begins = anchor - timedelta(days=days)
+    go_live = first_tick_from(begins)
     write_go_live(home, go_live)
     return {
-        "orders": len(tables["orders_goms"]),
-        "rows": {name: len(tables[name]) for name in SCHEMA},
+        "orders": rows["orders_goms"],
+        "rows": rows,
         "tickets": len(tickets),
         "anchor": anchor,
-        "start": start,
+        "start": begins,
         "go_live": go_live,
     }
