@@ -42,7 +42,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# One table at 1x, 10x and 100x the demo volume (about 25 minutes; BENCH_ARGS="--json out.json" for
+# One table at 1x, 10x and 100x the demo volume (about 15 minutes; BENCH_ARGS="--json out.json" for
 # machines). The focused scripts in bench/ are run by hand (bench/README.md).
 bench: setup
 	$(BIN)/python bench/bench_all.py $(BENCH_ARGS)
