@@ -79,7 +79,6 @@ def step_seconds(dagster_home: Path, env: dict[str, str] | None = None) -> dict[
 
     if env:   # the instance's database, as the run had it
         os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG_") or k == "PGHOST"})
-    os.environ["DAGSTER_HOME"] = str(dagster_home)   # the local dagster.yaml places its event log there
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         [run] = instance.get_runs(limit=1)
         return {s.step_key: round((s.end_time or 0) - (s.start_time or 0), 2)

@@ -1,9 +1,8 @@
 """What Dagster itself costs per materialized partition, whatever the asset computes: one
 partitioned asset with nothing to compute, materialized over N partitions in one run (a
 single-run backfill, as `ecm backfill` runs it), with small or large metadata per partition, on a
-SQLite instance in a temporary directory: with the project's event log (`dagster.yaml`, one
-consolidated file) and with Dagster's default (a file per run plus an index). Prints milliseconds
-per partition; asserts nothing.
+SQLite instance in a temporary directory (the local default). Prints milliseconds per partition;
+asserts nothing.
 
 The floor of a backfill: `ecm backfill` materializes 9 partitioned assets per tick, so 270 ticks
 are 2,430 asset partitions. Run from the project root: `.venv/bin/python bench/bench_dagster_events.py
@@ -19,24 +18,13 @@ import time
 import warnings
 
 import dagster as dg
-import yaml
 from machine import print_machine
-
-from ecm_pipeline.settings import PACKAGE
 
 warnings.filterwarnings("ignore")
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def instance_overrides(storage: str, directory: str) -> dict | None:
-    """The project's event log storage (`dagster.yaml`), or None for Dagster's default."""
-    if storage == "default":
-        return None
-    config = yaml.safe_load((PACKAGE / "dagster.yaml").read_text())["event_log_storage"]
-    return {"event_log_storage": {**config, "config": {"base_dir": directory}}}
-
-
-def per_partition_ms(partitions: int, metadata: str, storage: str) -> float:
+def per_partition_ms(partitions: int, metadata: str) -> float:
     keys = [f"p{i:04d}" for i in range(partitions)]
 
     @dg.asset(partitions_def=dg.StaticPartitionsDefinition(keys), backfill_policy=dg.BackfillPolicy.single_run())
@@ -50,8 +38,7 @@ def per_partition_ms(partitions: int, metadata: str, storage: str) -> float:
             context.add_asset_metadata(values, partition_key=key)
         return dg.MaterializeResult()
 
-    with tempfile.TemporaryDirectory() as directory, dg.instance_for_test(
-            temp_dir=directory, overrides=instance_overrides(storage, directory)) as instance:
+    with tempfile.TemporaryDirectory() as directory, dg.instance_for_test(temp_dir=directory) as instance:
         started = time.perf_counter()
         result = dg.materialize([nothing], instance=instance, run_config=QUIET, tags={
             "dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
@@ -66,11 +53,9 @@ def main() -> None:
     print_machine()
     # As `ecm backfill` runs: one "planned" event per asset for the range, not one per partition.
     os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "1"
-    print(f"\n{'event log':>12} {'metadata':>9} {'partitions':>11} {'ms per partition':>17}")
-    for storage in ("project", "default"):
-        for metadata in ("small", "large"):
-            ms = per_partition_ms(args.partitions, metadata, storage)
-            print(f"{storage:>12} {metadata:>9} {args.partitions:>11} {ms:>17.1f}", flush=True)
+    print(f"\n{'metadata':>9} {'partitions':>11} {'ms per partition':>17}")
+    for metadata in ("small", "large"):
+        print(f"{metadata:>9} {args.partitions:>11} {per_partition_ms(args.partitions, metadata):>17.1f}", flush=True)
 
 
 if __name__ == "__main__":
