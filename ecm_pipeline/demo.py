@@ -587,9 +587,9 @@ def write_go_live(home: Path, go_live: str) -> Path:
     return path
 
 
-# Days generated at a time: about a quarter of a million orders, so the generator's memory stays bounded at any
-# volume (`ecm demo --orders-per-day`). Each day of orders comes from its own seed, so the chunks
-# add up to exactly the tables `generate_tables` makes in one go.
+# Days generated at a time: about a quarter of a million orders, so the generator's memory stays
+# bounded at any volume (`ecm demo --orders-per-day`). Each day of orders comes from its own seed,
+# so the chunks add up to exactly the tables `generate_tables` makes in one go.
 CHUNK_ORDERS = 250_000
 
 
