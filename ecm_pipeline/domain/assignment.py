@@ -18,6 +18,7 @@ from ecm_pipeline.domain.tickets import (
 from ecm_pipeline.settings import AssignmentSettings
 
 OVERFLOW_COLUMNS = ["order_id", "currency", "amount_aed", "priority", "stuck_reason"]
+QUEUE_COLUMNS = ["amount_aed", "score", "hours_stuck", "order_id"]   # all that queue_order reads
 
 
 @dataclass(frozen=True)
@@ -80,17 +81,21 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
     pool["room_before"] = room
 
     no_action = scored["no_action"].astype(bool)
-    monitored = no_action & ~scored["already_assigned"]
-    candidates = scored[~scored["already_assigned"] & ~no_action]
-    order, high = queue_order(candidates, settings.high_value_aed)
+    already = scored["already_assigned"].astype(bool)
+    monitored = no_action & ~already
+    # The candidates' positions, and only the columns the queue sorts on: a large backlog's rows
+    # are taken for the few orders the slots reach and the overflow's few columns, never all of it.
+    positions = np.flatnonzero((~already & ~no_action).to_numpy())
+    order, high = queue_order(scored[QUEUE_COLUMNS].iloc[positions], settings.high_value_aed)
+    order = positions[order]   # queue order, as positions in `scored`
     reach = min(len(order), int(room.sum()))   # no order past the free slots can be given out
     if settings.mode == "team_first":
-        teams = candidates["team"].to_numpy()[order[:reach]]
+        teams = scored["team"].to_numpy()[order[:reach]]
         agent_for = _rotate_by_team(pool["team"].to_numpy(), teams, room.copy())
     else:
         agent_for = slot_sequence(room)[:reach]
     # Both rotations fill every one of the first `reach` orders: those are assigned, the rest overflow.
-    assigned = candidates.iloc[order[:reach]].assign(high_value=high[:reach])
+    assigned = scored.iloc[order[:reach]].assign(high_value=high[:reach])
     assigned["agent_key"] = pool["key"].to_numpy()[agent_for]
     assigned["agent_email"] = pool["email"].to_numpy()[agent_for]
     given = np.bincount(agent_for, minlength=len(pool))
@@ -116,7 +121,7 @@ def plan_assignments(scored: pd.DataFrame, roster: pd.DataFrame, assignments: pd
     return AssignmentPlan(
         new_rows=new_rows,
         assigned=assigned.reset_index(drop=True),
-        overflow=candidates[OVERFLOW_COLUMNS].iloc[order[reach:]].reset_index(drop=True),
+        overflow=scored[OVERFLOW_COLUMNS].iloc[order[reach:]].reset_index(drop=True),
         agents=pool,
         monitored=int(monitored.sum()),
         already_assigned=int(scored["already_assigned"].sum()),
