@@ -35,17 +35,10 @@ import time
 import warnings
 from pathlib import Path
 
-from machine import machine, mib, print_machine, run_ecm
+from machine import machine, mib, own_peak_rss_bytes, print_machine, run_ecm
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("extract", "classify", "qualify", "score", "assign", "gates")
-
-
-def _vm_hwm() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def stages(home: Path) -> list[dict]:
@@ -79,7 +72,7 @@ def stages(home: Path) -> list[dict]:
     def timed(stage: str, fn, *args, **kwargs):
         started = time.perf_counter()
         out = fn(*args, **kwargs)
-        rows.append({"stage": stage, "seconds": time.perf_counter() - started, "peak_rss_bytes": _vm_hwm()})
+        rows.append({"stage": stage, "seconds": time.perf_counter() - started, "peak_rss_bytes": own_peak_rss_bytes()})
         return out
 
     def snapshot():
@@ -138,7 +131,7 @@ def api_calls(home: Path) -> dict:
     figures = triage_against_fakes(home, agents=7)
     sheets, slack = sum(figures["sheets"].values()), sum(figures["slack"].values())
     return {"stage": "api calls", "rows": figures["qualified"], "seconds": time.perf_counter() - started,
-            "peak_rss_bytes": _vm_hwm(),
+            "peak_rss_bytes": own_peak_rss_bytes(),
             "detail": f"{'ok' if figures['ok'] else 'FAILED'}: {sheets} Sheets calls, {slack} Slack calls, "
                       f"{figures['assigned']} assigned"}
 

@@ -27,6 +27,6 @@ def every_ticket(lake: LakeResource, tab: pd.DataFrame, columns: tuple[str, ...]
     `orders` from the archive when given (a year of archived tickets is ten times a day's backlog)."""
     old = archived(lake, list(columns))
     if old is not None and orders is not None:
-        old = old[order_ids(old).isin(set(orders)).to_numpy()]
+        old = old[order_ids(old).isin(orders).to_numpy()]
     mine = tab[list(columns)]
     return mine if old is None or old.empty else pd.concat([mine, old], ignore_index=True)

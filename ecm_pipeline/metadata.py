@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
+from ecm_pipeline.domain.gate_frames import stacked
 from ecm_pipeline.settings import Settings
 
 _TYPES = {"b": "bool", "i": "int", "u": "int", "f": "float", "M": "timestamp"}
@@ -35,21 +35,10 @@ def partition_metadata(frame: pd.DataFrame, uri: str) -> dict:
     return {"dagster/partition_row_count": len(frame), "dagster/uri": dg.MetadataValue.url(uri)}
 
 
-def stacked_columns(frames: Mapping[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
-    """The given columns of every partition's frame, one frame with a `partition_key` column."""
-    parts = {k: f for k, f in frames.items() if len(f)}
-    if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*columns, "partition_key"]})
-    # Column by column: selecting a column list from each of hundreds of frames copies them all.
-    stacked = {c: pd.concat([f[c] for f in parts.values()], ignore_index=True) for c in columns}
-    stacked["partition_key"] = pd.Series(np.repeat(list(parts), [len(f) for f in parts.values()]), dtype=str)
-    return pd.DataFrame(stacked)
-
-
 def counts_per_partition(frames: Mapping[str, pd.DataFrame], column: str, blank: str | None = None,
                          ) -> dict[str, dict[str, int]]:
     """`summary.counts` of one column for every partition, with one group-by for all of them."""
-    rows = stacked_columns(frames, [column])
+    rows = stacked(frames, [column])
     if blank is not None:
         rows[column] = rows[column].fillna(blank)
     sizes = rows.groupby(["partition_key", column], observed=True).size()
@@ -62,7 +51,7 @@ def counts_per_partition(frames: Mapping[str, pd.DataFrame], column: str, blank:
 def backlog_numbers(frames: Mapping[str, pd.DataFrame], settings: Settings) -> dict[str, dict]:
     """What a data engineer follows per tick, as plottable numbers: backlog size, value at risk in AED,
     orders per currency and per severity, hours stuck. Computed for every partition at once."""
-    rows = stacked_columns(frames, ["currency", "category", "send_amount", "amount_aed", "hours_stuck"])
+    rows = stacked(frames, ["currency", "category", "send_amount", "amount_aed", "hours_stuck"])
     grouped = rows.groupby("partition_key")
     value = grouped["amount_aed"].sum().round(2)
     median, longest = grouped["hours_stuck"].median().round(2), grouped["hours_stuck"].max().round(2)

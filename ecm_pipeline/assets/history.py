@@ -62,9 +62,9 @@ def history(context: dg.AssetExecutionContext, lake: LakeResource, sheet: Assign
     before = previous_key(keys[0])
     found = lake.find("scored_orders", before)
     previous = found.frame if found else None
-    backlogs = [*frames.values(), *([previous] if previous is not None else [])]
+    orders = pd.concat([f["order_id"] for f in [*frames.values(), *([previous] if previous is not None else [])]])
     first_ticket = first_ticket_at(every_ticket(lake, sheet.store().read_tab("Assignments"), FIRST_TICKET_COLUMNS,
-                                                orders={o for f in backlogs for o in f["order_id"]}))
+                                                orders.unique()))
     breakdown = unstacked(backlog_breakdown(stacked(frames), ticks, catalogue), keys, keep_partition=True)
     rows = []
     for key in keys:

@@ -53,7 +53,6 @@ from ecm_pipeline.metadata import (
     counts_per_partition,
     md_list,
     partition_metadata,
-    stacked_columns,
 )
 from ecm_pipeline.partitions import TIMEZONE, as_of_utc, previous_key, tick_of, triage_partitions
 from ecm_pipeline.resources.lake import LakeResource
@@ -275,7 +274,7 @@ def scored_orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
                           lineage={k: {**inputs[k].lineage, "qualified_orders": inputs[k].version} for k in keys})
     numbers = backlog_numbers(scored, settings)
     priorities = counts_per_partition(scored, "priority")
-    mean_score = {k: round(float(v), 4) for k, v in stacked_columns(scored, ["score"]).groupby("partition_key")["score"]
+    mean_score = {k: round(float(v), 4) for k, v in stacked(scored, ["score"]).groupby("partition_key")["score"]
                   .mean().items()}
     for key, frame in scored.items():
         context.add_asset_metadata({
@@ -538,7 +537,7 @@ def _self_healed(lake: LakeResource, key: str, as_of: pd.Timestamp, tickets: pd.
     if previous is None:
         return None
     current = lake.read("scored_orders", key).frame
-    orders = {*current["order_id"], *previous.frame["order_id"]}
+    orders = pd.concat([current["order_id"], previous.frame["order_id"]]).unique()
     flow = backlog_flow(key, as_of, current, previous.frame, before,
                         first_ticket_at(every_ticket(lake, tickets, FIRST_TICKET_COLUMNS, orders)))
     return int(flow["self_healed"].iloc[0])

@@ -18,15 +18,21 @@ PARTITION = "partition_key"
 DEAD_ORDER_CODES = ("D1", "D2", "D3", "D4", "D5")
 
 
-def stacked(frames: Mapping[str, pd.DataFrame], **per_partition: Mapping[str, object]) -> pd.DataFrame:
+def stacked(frames: Mapping[str, pd.DataFrame], columns: list[str] | None = None,
+            **per_partition: Mapping[str, object]) -> pd.DataFrame:
     """One frame of many partitions' rows, each with its `partition_key` (and any other per-partition
-    value given, e.g. `as_of`). Partitions with no rows add nothing, but keep the columns."""
+    value given, e.g. `as_of`); only `columns` when given. Partitions with no rows add nothing, but
+    keep the columns."""
     if not frames:
-        return pd.DataFrame({PARTITION: pd.Series(dtype=str)})
-    # One concatenation, then each per-partition column repeated over its rows: a copy of every
-    # frame per partition (`assign`) costs more than the concatenation itself over a long range.
+        return pd.DataFrame({**{c: pd.Series(dtype=object) for c in columns or []}, PARTITION: pd.Series(dtype=str)})
+    # One concatenation (column by column when only a few are wanted: selecting a column list from
+    # each of hundreds of frames copies them all), then each per-partition value repeated over its
+    # rows: a copy of every frame per partition (`assign`) costs more than the concatenation.
     keys = [k for k, f in frames.items() if len(f)] or list(frames)[:1]
-    out = pd.concat([frames[k] for k in keys], ignore_index=True)
+    if columns is None:
+        out = pd.concat([frames[k] for k in keys], ignore_index=True)
+    else:
+        out = pd.DataFrame({c: pd.concat([frames[k][c] for k in keys], ignore_index=True) for c in columns})
     lengths = [len(frames[k]) for k in keys]
     for name, values in {PARTITION: dict(zip(keys, keys, strict=True)), **per_partition}.items():
         out[name] = pd.Series([values[k] for k in keys]).repeat(lengths).reset_index(drop=True)

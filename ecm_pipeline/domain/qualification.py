@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ecm_pipeline.domain.classification import UNCATEGORIZED
-from ecm_pipeline.domain.tickets import assigned_at_utc, open_tickets, order_ids
+from ecm_pipeline.domain.tickets import first_ticket_at, open_tickets, order_ids
 from ecm_pipeline.settings import QualificationSettings
 
 ABANDONED_PAYMENT_STATES = ("CREATED", "INITIATED")
@@ -98,11 +98,8 @@ def flag_already_assigned(qualified: pd.DataFrame, assignments: pd.DataFrame,
         out["already_assigned"] = out["order_id"].isin(set(order_ids(open_tickets(assignments))))
         return out
     # An order is held at a tick when one of its open tickets was assigned by then: its earliest
-    # open ticket decides, for every tick at once (a stamp that is not a time counts as long ago).
-    held = open_tickets(assignments)
-    since = (pd.DataFrame({"order_id": order_ids(held), "since": assigned_at_utc(held).fillna(pd.Timestamp.min)})
-             .groupby("order_id")["since"].min())
-    first = out["order_id"].map(since)
+    # open ticket decides, for every tick at once.
+    first = out["order_id"].map(first_ticket_at(open_tickets(assignments)))
     out["already_assigned"] = (first.notna() & (first <= as_of)).astype(bool)
     return out
 
