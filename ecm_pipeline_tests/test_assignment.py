@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from ecm_pipeline.domain import tickets
-from ecm_pipeline.domain.assignment import plan_assignments
+from ecm_pipeline.domain.assignment import plan_assignments, triage_outcome
+from ecm_pipeline.domain.qualification import flag_already_assigned
 from ecm_pipeline.domain.roster import RosterError, is_excluded, parse_roster
 from ecm_pipeline.domain.tickets import agent_loads
 from ecm_pipeline.settings import AssignmentSettings
@@ -179,6 +180,22 @@ def test_already_assigned_orders_are_never_reassigned() -> None:
     result = plan(scored, roster_of(*THREE))
     assert "O001" not in result.assigned["order_id"].tolist()
     assert result.already_assigned == 1
+
+
+def test_the_run_that_appends_and_a_racing_run_of_the_tick_write_the_same_outcome() -> None:
+    """The second run of a tick finds the first run's tickets held; its outcome file must still be
+    the first run's, row for row, or the gate verdict on one is not found for the other."""
+    earlier = tickets(("O002", "a@x.io", "OPEN"))
+    earlier["Triage Run"] = "2026-11-21-07:00"
+    first_scored = flag_already_assigned(orders([100, 200, 300]), earlier)
+    first = plan(first_scored, roster_of(*THREE), earlier)
+    after = pd.concat([earlier, first.new_rows], ignore_index=True)
+    racing_scored = flag_already_assigned(orders([100, 200, 300]), after)
+    assert racing_scored["already_assigned"].sum() == 3
+    outcomes = [triage_outcome(scored, after, "2026-11-21-14:00", 250) for scored in (first_scored, racing_scored)]
+    pd.testing.assert_frame_equal(*outcomes)
+    assert outcomes[0]["assignment"].tolist() == ["assigned", "assigned", "already_assigned"]
+    assert outcomes[0]["already_assigned"].tolist() == [False, False, True]
 
 
 def test_monitor_only_orders_are_counted_not_assigned() -> None:

@@ -145,4 +145,8 @@ def triage_outcome(scored: pd.DataFrame, tab: pd.DataFrame, key: str, high_value
     out.loc[out["no_action"].astype(bool), "assignment"] = "monitor_only"
     out.loc[has_ticket, "assignment"] = "already_assigned"
     out.loc[has_ticket & this_tick, "assignment"] = "assigned"
+    # From the Sheet too, not from the scored flag: the run that appended saw these orders unheld and
+    # a racing run of the same tick sees them held, and both must write the same file (one version,
+    # whose gate verdict both briefings can find).
+    out["already_assigned"] = out["assignment"].eq("already_assigned")
     return out
