@@ -310,6 +310,75 @@ def test_the_helm_values_hold_what_deploy_dagster_yaml_holds() -> None:
     assert deployment["envSecrets"] == values["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]
 
 
+# --- the Helm values against the chart's own schema ----------------------------------------------------
+
+CHART = Path(__file__).parent / "helm_chart"   # vendored; where it comes from: helm_chart/PROVENANCE.md
+
+
+def helm_coalesce(defaults: object, values: object) -> object:
+    """Helm's merge of a values file over the chart's defaults: maps key by key, anything else
+    replaced, `null` deletes the key."""
+    if not (isinstance(defaults, dict) and isinstance(values, dict)):
+        return values
+    merged = dict(defaults)
+    for key, value in values.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = helm_coalesce(defaults.get(key), value)
+    return merged
+
+
+def remote_refs(node: object) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["$ref"]} if isinstance(node.get("$ref"), str) and not node["$ref"].startswith("#") else set()
+        return own.union(*(remote_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(remote_refs(value) for value in node))
+    return set()
+
+
+def chart_schema_errors(values: dict) -> list[str]:
+    """What `helm install` would refuse in these values, offline: the Kubernetes definitions the
+    schema points to (on raw.githubusercontent.com) stand in as `{}`."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    documents: dict[str, dict] = {}
+    for ref in remote_refs(schema):
+        base, _, pointer = ref.partition("#")
+        node = documents.setdefault(base, {})
+        for part in pointer.strip("/").split("/"):
+            node = node.setdefault(part.replace("~1", "/").replace("~0", "~"), {})
+
+    def offline(uri: str) -> Resource:
+        raise LookupError(f"offline: {uri} is not fetched")
+
+    registry = Registry(retrieve=offline).with_resources(
+        (base, Resource.from_contents(document, default_specification=DRAFT202012))
+        for base, document in documents.items())
+    merged = helm_coalesce(load_yaml(CHART / "chart-default-values.yaml"), values)
+    validator = Draft202012Validator(schema, registry=registry)
+    return sorted(f"{'.'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}"
+                  for error in validator.iter_errors(merged))
+
+
+def test_the_helm_values_validate_against_the_charts_schema() -> None:
+    values = load_yaml(DEPLOY / "helm" / "values.yaml")
+    assert chart_schema_errors(values) == []
+    # ... and the check can fail: what a typo in our values would look like to `helm install`.
+    broken = helm_coalesce(values, {"runLauncher": {"type": "K8sRunLaunchr"},
+                                    "concurrency": {"runs": {"maxConcurrentRun": 1}},
+                                    "dagster-user-deployments": {"deployments": [{"name": "ecm"}]}})
+    errors = chart_schema_errors(broken)
+    assert any(e.startswith("runLauncher.type: 'K8sRunLaunchr' is not one of") for e in errors), errors
+    assert any(e.startswith("concurrency.runs: Additional properties") for e in errors), errors
+    assert any(e.startswith("dagster-user-deployments.deployments.0: 'image' is a required property")
+               for e in errors), errors
+
+
 # --- the image's command, outside Docker --------------------------------------------------------------
 
 
