@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export ECM_HOME ?= $(CURDIR)/.ecm
 export DAGSTER_HOME ?= $(ECM_HOME)/dagster
 
-.PHONY: setup run test lint dev demo check bench clean
+.PHONY: setup run test test-slow test-all lint dev demo check bench clean
 
 $(BIN)/ecm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,16 @@ dev: setup $(ECM_HOME)/warehouse.duckdb $(DAGSTER_HOME)/dagster.yaml  ## the Dag
 lint: setup
 	$(BIN)/ruff check .
 
+# The everyday suite (under 4 minutes on 2 cores); `make test-slow` runs the end-to-end tests marked
+# slow, `make test-all` both. CI runs both.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow
+
+test-all: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 

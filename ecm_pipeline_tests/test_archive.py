@@ -72,6 +72,7 @@ def state(home: Path) -> tuple[set, set, int, int]:
     return set(tabs["Assignments"]["Order ID"]), set(archived["Order ID"]), len(archived), len(lake)
 
 
+@pytest.mark.slow
 def test_old_closed_tickets_leave_the_tab_once_even_when_the_run_is_killed(demo_env, tmp_path: Path) -> None:
     home, key = demo_env
     seeded(home)

@@ -174,6 +174,7 @@ def test_tickets_lists_the_queue_most_urgent_first(demo_env, capsys) -> None:
     assert "Today: 0 resolved" in out
 
 
+@pytest.mark.slow
 def test_order_gives_what_the_lake_says_for_every_order_of_a_tick(demo_env, capsys) -> None:
     home, key = demo_env
     assert materialize(key).success

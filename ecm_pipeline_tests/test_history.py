@@ -58,6 +58,7 @@ def live_view(path: Path, tick: str) -> pd.DataFrame:
     return scored.set_index("order_id")[["stuck_reason", "priority"]].sort_index()
 
 
+@pytest.mark.slow
 def test_a_backfill_on_a_later_warehouse_tells_what_live_runs_told(tmp_path: Path, live_demo, monkeypatch,
                                                                      capsys) -> None:
     """One world (seed 5, a third of the volume): the warehouse as it is at T2, and as it was at
@@ -109,6 +110,7 @@ def test_a_backfill_on_a_later_warehouse_tells_what_live_runs_told(tmp_path: Pat
 # --- one run per range, harmless, idempotent -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_range_of_ticks_is_one_run_that_writes_no_ticket_and_repeats_identically(
         ecm_env: Path, small_live_demo, settings_overlay, capsys) -> None:
     template, live_key = small_live_demo

@@ -35,6 +35,7 @@ def test_the_wheel_carries_its_data_files(wheel: Path) -> None:
         assert name in names, name
 
 
+@pytest.mark.slow
 def test_an_installed_wheel_runs_demo_and_triage_from_elsewhere(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--disable-pip-version-check",

@@ -177,6 +177,7 @@ def local_state(home: Path, key: str) -> tuple[pd.DataFrame, list[dict]]:
     return tab[tab["Status"].isin(OPEN)], posted
 
 
+@pytest.mark.slow
 def test_a_killed_triage_leaves_nothing_that_blocks_the_next_one(demo_env, tmp_path: Path, capsys) -> None:
     home, key = demo_env
     env = {"ECM_HOME": str(home), "DAGSTER_HOME": os.environ["DAGSTER_HOME"]}
@@ -203,6 +204,7 @@ def test_a_killed_triage_leaves_nothing_that_blocks_the_next_one(demo_env, tmp_p
     assert len(posted) == 1
 
 
+@pytest.mark.slow
 def test_two_triage_runs_of_one_tick_at_once_assign_once(demo_env, capsys) -> None:
     from ecm_pipeline.cli import main
 

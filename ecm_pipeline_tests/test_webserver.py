@@ -167,6 +167,7 @@ mutation Launch($params: LaunchBackfillParams!) {
 BACKFILL_RUN_DEADLINE_SECONDS = 240.0
 
 
+@pytest.mark.slow
 def test_a_backfill_launched_as_the_ui_does_is_one_green_run_that_writes_no_ticket(
         tmp_path: Path, small_live_demo) -> None:
     """The asset graph's "Materialize" over three past ticks of the whole ecm_triage group (the
@@ -240,6 +241,7 @@ query Plots($key: AssetKeyInput!) {
 """
 
 
+@pytest.mark.slow
 def test_the_plots_tab_finds_numbers_for_every_tick(tmp_path: Path, small_live_demo, monkeypatch) -> None:
     """Two ticks triaged as the schedule would (the earlier one while it was live), then read
     through the webserver's GraphQL API as the asset's Plots tab reads them: per partition, the
