@@ -329,8 +329,10 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 
 
 def read_frame(path: Path) -> pd.DataFrame:
-    """As the lake reads a partition (`LakeResource.read`)."""
-    return pq.read_table(str(path)).to_pandas()
+    """As the lake reads a partition (`LakeResource.read`: one `ParquetFile`, one thread; its columns
+    come in one chunk each, where `read_table` gives several)."""
+    with pq.ParquetFile(str(path)) as file:
+        return file.read(use_threads=False).to_pandas(use_threads=False)
 
 
 # --- the chain, in a fresh process -----------------------------------------------------------------

@@ -39,7 +39,8 @@ def queue_order(candidates: pd.DataFrame, high_value_aed: float) -> tuple[np.nda
     high = amount >= high_value_aed
     rank = -np.where(high, amount, candidates["score"].to_numpy(dtype=float))
     age = -candidates["hours_stuck"].to_numpy(dtype=float)
-    ids = pd.factorize(candidates["order_id"], sort=True)[0]   # order ids as their rank
+    ids = np.empty(len(candidates), dtype=np.int64)   # order ids as their rank (one sort, not a hash table)
+    ids[candidates["order_id"].array.argsort()] = np.arange(len(candidates))
     # np.lexsort sorts by the last key first; order ids break the remaining ties.
     order = np.lexsort((ids, age, rank, ~high))
     return order, high[order]

@@ -83,18 +83,6 @@ def _as_bool(values: Any) -> np.ndarray:
     return np.asarray(pd.array(values, dtype="boolean").fillna(False), dtype=bool)
 
 
-def _condition(column: pd.Series, spec: Any) -> np.ndarray:
-    if isinstance(spec, bool):
-        return _as_bool(column) == spec
-    if isinstance(spec, dict) and "missing" in spec:
-        return column.isna().to_numpy() == bool(spec["missing"])
-    if isinstance(spec, dict):  # {not: ...}: a missing value is "different" (fix 2)
-        excluded = spec["not"] if isinstance(spec["not"], list) else [spec["not"]]
-        return ~column.isin(excluded).to_numpy(dtype=bool)
-    allowed = spec if isinstance(spec, list) else [spec]
-    return column.isin(allowed).to_numpy(dtype=bool)
-
-
 def derive_flags(snapshot: pd.DataFrame) -> pd.DataFrame:
     """Add the booleans the rules read: a Falcon transaction exists; the latest RFI is open."""
     out = snapshot.copy()
@@ -170,15 +158,18 @@ def classify(snapshot: pd.DataFrame, rules: tuple[Rule, ...] | None = None) -> p
     first = np.full(len(frame), len(rules), dtype=np.int16)
     for index in range(len(rules) - 1, -1, -1):
         first[masks[index]] = index
-    ids = np.array([r.id for r in rules] + [None], dtype=object)
-    reasons = np.array([r.reason for r in rules] + [UNCATEGORIZED], dtype=object)
-    reason = reasons[first]
+    # Both columns are taken by code from a text array of their few distinct values: building a
+    # million-row text column from Python strings costs ten times as much.
+    ids = pd.array([r.id for r in rules] + [None], dtype="str")   # NaN where none matched
+    names = list(dict.fromkeys([r.reason for r in rules] + [r.reason_below for r in rules if r.reason_below]
+                               + [UNCATEGORIZED]))
+    reason = np.array([names.index(r.reason) for r in rules] + [names.index(UNCATEGORIZED)], dtype=np.int16)[first]
     hours = frame["hours_stuck"].to_numpy(dtype=float)
     for index, rule in enumerate(rules):
         if rule.below_hours is not None:
-            reason[(first == index) & (hours < rule.below_hours)] = rule.reason_below
-    frame["rule_id"] = pd.Series(ids[first], index=frame.index, dtype="str")   # NaN where none matched, at any size
-    frame["stuck_reason"] = reason
+            reason[(first == index) & (hours < rule.below_hours)] = names.index(rule.reason_below)
+    frame["rule_id"] = pd.Series(ids.take(first), index=frame.index)
+    frame["stuck_reason"] = pd.Series(pd.array(names, dtype="str").take(reason), index=frame.index)
     return frame
 
 
@@ -192,4 +183,9 @@ def attach_catalogue(classified: pd.DataFrame, catalogue: Catalogue | None = Non
             for name, r in catalogue.reasons.items()
         ]
     )
-    return classified.merge(table, on="stuck_reason", how="left", validate="many_to_one")
+    # A lookup by reason (what a left merge gives), added beside the order columns rather than
+    # copying all of them as a merge would.
+    codes, reasons = pd.factorize(classified["stuck_reason"])   # a few distinct reasons, looked up once
+    entries = table.set_index("stuck_reason").reindex(reasons)
+    return classified.assign(**{column: pd.Series(entries[column].array.take(codes, allow_fill=True),
+                                                  index=classified.index) for column in entries.columns})

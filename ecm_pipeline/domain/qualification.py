@@ -4,6 +4,8 @@ candidate ends in exactly one of the two outputs, the disqualified ones with a c
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,21 +73,34 @@ def _amount_problems(amounts: pd.Series) -> list[str]:
             for v in values]
 
 
+def split_rows(frame: pd.DataFrame, mask: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows where `mask` holds, the others), as `frame.loc[mask]` and `frame.loc[~mask]` give
+    them. Splitting is copying every value once, and most columns are text: Arrow's take releases
+    the GIL, so the columns are taken on a few threads (about 1.5x on two cores at a million rows)."""
+    sides = (np.flatnonzero(mask), np.flatnonzero(~mask))
+    tasks = [(column, side) for side in sides for column in frame.columns]
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        taken = list(pool.map(lambda task: frame[task[0]].array.take(task[1]), tasks))
+    width = len(frame.columns)
+    return tuple(pd.DataFrame(dict(zip(frame.columns, taken[i * width:(i + 1) * width], strict=True)),
+                              index=frame.index[side]) for i, side in enumerate(sides))
+
+
 def qualify(classified: pd.DataFrame, settings: QualificationSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split classified candidates into (qualified, disqualified)."""
     masks = disqualification_masks(classified, settings)
-    codes = np.select(masks, list(CODES), default="")
-    explanations = dict(zip(CODES, (d.explanation for d in DISQUALIFICATIONS), strict=True))
-    labels = dict(zip(CODES, (d.label for d in DISQUALIFICATIONS), strict=True))
-    dropped = codes != ""
-    disqualified = classified.loc[dropped]   # a new frame already (copy-on-write)
-    disqualified["disqualification_code"] = codes[dropped]
-    disqualified["disqualification_rule"] = disqualified["disqualification_code"].map(labels)
-    disqualified["disqualification_reason"] = disqualified["disqualification_code"].map(explanations)
+    which = np.select(masks, np.arange(len(DISQUALIFICATIONS)), default=-1)   # the first that applies
+    dropped = which >= 0
+    disqualified, qualified = split_rows(classified, dropped)
+    # Taken by position from the few values, not built from a Python string per row.
+    for column, values in (("disqualification_code", CODES),
+                           ("disqualification_rule", [d.label for d in DISQUALIFICATIONS]),
+                           ("disqualification_reason", [d.explanation for d in DISQUALIFICATIONS])):
+        disqualified[column] = pd.Series(pd.array(values, dtype="str").take(which[dropped]), index=disqualified.index)
     bad_amount = disqualified["disqualification_code"] == "invalid_amount"
     disqualified.loc[bad_amount, "disqualification_reason"] = _amount_problems(
         disqualified.loc[bad_amount, "send_amount"])
-    return classified.loc[~dropped], disqualified
+    return qualified, disqualified
 
 
 def flag_already_assigned(qualified: pd.DataFrame, assignments: pd.DataFrame,
