@@ -98,6 +98,29 @@ def test_versions_depend_on_content_and_lineage_only() -> None:
     assert content_version(frame(3), {}) != content_version(changed, {})
 
 
+def test_a_range_written_at_once_gives_each_partition_what_it_gets_alone(tmp_path: Path) -> None:
+    """A range's frames are converted to Arrow as one and sliced; each file, its version and what
+    reads back must be what writing that partition on its own gives — nulls in other partitions,
+    an empty partition and nullable integers included."""
+    rows = frame(17).assign(reason=["stuck_at_lulu" if i % 5 else None for i in range(17)],
+                            held=[i % 3 == 0 for i in range(17)],
+                            count=pd.array([None if i in (1, 12) else i for i in range(17)], dtype="Int64"))
+    rows = rows.astype({"reason": "str"})
+    # Slices of one frame, as `unstacked` hands a range over: one set of dtypes, so one conversion.
+    frames = {"2026-11-20-07:00": rows.iloc[:5], "2026-11-20-14:00": rows.iloc[5:5],
+              "2026-11-20-20:00": rows.iloc[5:8], "2026-11-21-07:00": rows.iloc[8:]}
+    ranged, alone = LakeResource(url=str(tmp_path / "ranged")), LakeResource(url=str(tmp_path / "alone"))
+    versions = ranged.write("scored_orders", frames)
+    for key, expected in frames.items():
+        assert alone.write("scored_orders", {key: expected}) == {key: versions[key]}
+        pd.testing.assert_frame_equal(ranged.read("scored_orders", key).frame, alone.read("scored_orders", key).frame)
+        assert ranged.path("scored_orders", key).read_bytes() == alone.path("scored_orders", key).read_bytes()
+        assert len(ranged.read("scored_orders", key).frame) == len(expected)
+    # An object column's Arrow type depends on its values: such frames are converted one by one.
+    mixed = {"a": pd.DataFrame({"x": pd.Series([None], dtype=object)}), "b": pd.DataFrame({"x": ["y"]}).astype(object)}
+    assert ranged.write("mixed", mixed) == {k: content_version(f, {}) for k, f in mixed.items()}
+
+
 def test_temporary_files_of_dead_writers_are_swept(tmp_path: Path) -> None:
     from upath import UPath
 

@@ -72,7 +72,7 @@ def partner_class(frame: pd.DataFrame, settings: Settings) -> np.ndarray:
 
 def approximate_fields(flags: pd.DataFrame) -> pd.Series:
     """Per order, the comma-separated fields known only approximately at the tick ('' when exact)."""
-    out = pd.Series("", index=flags.index, dtype=object)
+    out = pd.Series("", index=flags.index, dtype="str")
     for flag, fields in SOURCE_FIELDS.items():
         if flag in flags:
             hit = pd.to_numeric(flags[flag], errors="coerce").fillna(0).to_numpy() == 1
