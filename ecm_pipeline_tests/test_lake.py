@@ -116,6 +116,16 @@ def test_a_range_written_at_once_gives_each_partition_what_it_gets_alone(tmp_pat
         pd.testing.assert_frame_equal(ranged.read("scored_orders", key).frame, alone.read("scored_orders", key).frame)
         assert ranged.path("scored_orders", key).read_bytes() == alone.path("scored_orders", key).read_bytes()
         assert len(ranged.read("scored_orders", key).frame) == len(expected)
+    # Reads of many files are converted as one too, and give what each read alone gives; a file of
+    # another schema (an older layout, say) among them is converted on its own.
+    alone.write("scored_orders", {"2026-11-19-20:00": frame(2)})
+    for lake in (ranged, alone):
+        keys = lake.partitions("scored_orders")
+        many = lake.read_many("scored_orders", keys)
+        for key in keys:
+            one = lake.read("scored_orders", key)
+            pd.testing.assert_frame_equal(many[key].frame, one.frame)
+            assert (many[key].version, many[key].lineage) == (one.version, one.lineage)
     # An object column's Arrow type depends on its values: such frames are converted one by one.
     mixed = {"a": pd.DataFrame({"x": pd.Series([None], dtype=object)}), "b": pd.DataFrame({"x": ["y"]}).astype(object)}
     assert ranged.write("mixed", mixed) == {k: content_version(f, {}) for k, f in mixed.items()}
