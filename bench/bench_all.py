@@ -47,13 +47,12 @@ def stages(home: Path) -> list[dict]:
     warnings.filterwarnings("ignore")
     import pandas as pd
 
+    from ecm_pipeline.checks import business_rule_inputs, contract_inputs
     from ecm_pipeline.domain.assignment import plan_assignments
     from ecm_pipeline.domain.classification import attach_catalogue, classify, load_rules
-    from ecm_pipeline.domain.gate_frames import backlog_frames, gate_parameters, stacked
     from ecm_pipeline.domain.qualification import flag_already_assigned, qualify
     from ecm_pipeline.domain.roster import parse_roster
     from ecm_pipeline.domain.scoring import score
-    from ecm_pipeline.domain.snapshot import SNAPSHOT_COLUMNS
     from ecm_pipeline.partitions import as_of_utc, live_tick_key
     from ecm_pipeline.quality import load_suite, suite_path, validate
     from ecm_pipeline.resources import initialized
@@ -61,7 +60,8 @@ def stages(home: Path) -> list[dict]:
     from ecm_pipeline.settings import load_catalogue, load_settings
     from ecm_pipeline.snapshot import take_snapshot
 
-    settings, catalogue = load_settings(), load_catalogue()
+    settings = load_settings()
+    load_catalogue()
     load_rules()
     key = live_tick_key()
     as_of = as_of_utc(key)
@@ -102,15 +102,10 @@ def stages(home: Path) -> list[dict]:
     rows[-1]["rows"] = len(plan.new_rows)
 
     def gates():
-        checked = {}
-        orders = stacked({key: candidates}, as_of={key: pd.Timestamp(as_of)})
-        checked["stuck_orders"] = validate(load_suite(suite_path("stuck_orders")), {"orders": orders},
-                                           {"snapshot_columns": [*SNAPSHOT_COLUMNS, "partition_key", "as_of"]}, [key])
-        parameters = {"currencies": list(settings.snapshot.currencies), "stuck_reasons": list(catalogue.reasons),
-                      **gate_parameters(settings.gates)}
-        checked["qualified_orders"] = validate(
-            load_suite(suite_path("qualified_orders")),
-            backlog_frames({key: qualified}, settings.qualification, settings.gates), parameters, [key])
+        inputs = {"stuck_orders": contract_inputs({key: candidates}),
+                  "qualified_orders": business_rule_inputs({key: qualified}, settings)}
+        checked = {asset: validate(load_suite(suite_path(asset)), frames, parameters, [key])
+                   for asset, (frames, parameters) in inputs.items()}
         return {asset: [o.expectation.check_name for o in outcomes if not o.passed]
                 for asset, outcomes in checked.items()}
 

@@ -13,7 +13,7 @@ skipped, and on the live tick the validation alert is posted instead of the brie
 """
 
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import dagster as dg
 import pandas as pd
@@ -29,7 +29,7 @@ from ecm_pipeline.resources.lake import LakeFrame, LakeResource
 from ecm_pipeline.resources.sheet import AssignmentStoreResource
 from ecm_pipeline.resources.slack import SlackDestinationResource
 from ecm_pipeline.run_context import materialized_in_run, partition_keys, side_effects_blocked
-from ecm_pipeline.settings import load_catalogue, load_settings
+from ecm_pipeline.settings import Settings, load_catalogue, load_settings
 
 FrameBuilder = Callable[[dict[str, LakeFrame]], tuple[dict[str, pd.DataFrame], dict, dict[str, int]]]
 
@@ -111,6 +111,20 @@ def _alert(context: dg.AssetCheckExecutionContext, asset: str, keys: list[str], 
         context.log.error(f"validation alert could not be posted to {slack.describe()}: {exc}")
 
 
+def contract_inputs(snapshots: Mapping[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The stuck_orders suite's frames and parameters for these partitions' snapshots."""
+    orders = stacked(snapshots, as_of={key: pd.Timestamp(as_of_utc(key)) for key in snapshots})
+    return {"orders": orders}, {"snapshot_columns": [*SNAPSHOT_COLUMNS, PARTITION, "as_of"]}
+
+
+def business_rule_inputs(qualified: Mapping[str, pd.DataFrame], settings: Settings,
+                         ) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The qualified_orders suite's frames and parameters for these partitions' backlogs."""
+    parameters = {"currencies": list(settings.snapshot.currencies),
+                  "stuck_reasons": list(load_catalogue().reasons), **gate_parameters(settings.gates)}
+    return backlog_frames(qualified, settings.qualification, settings.gates), parameters
+
+
 @dg.multi_asset_check(specs=gate_specs("stuck_orders"), name="stuck_orders_contract")
 def stuck_orders_contract(context: dg.AssetCheckExecutionContext, lake: LakeResource,
                           slack: SlackDestinationResource) -> Iterator[dg.AssetCheckResult]:
@@ -118,9 +132,7 @@ def stuck_orders_contract(context: dg.AssetCheckExecutionContext, lake: LakeReso
 
     def build(inputs: dict[str, LakeFrame]):
         snapshots = {key: f.frame for key, f in inputs.items()}
-        orders = stacked(snapshots, as_of={key: pd.Timestamp(as_of_utc(key)) for key in inputs})
-        parameters = {"snapshot_columns": [*SNAPSHOT_COLUMNS, PARTITION, "as_of"]}
-        return {"orders": orders}, parameters, {"candidates": sum(len(f) for f in snapshots.values())}
+        return *contract_inputs(snapshots), {"candidates": sum(len(f) for f in snapshots.values())}
 
     yield from run_gate(context, "stuck_orders", lake, slack, build)
 
@@ -133,10 +145,7 @@ def qualified_orders_business_rules(context: dg.AssetCheckExecutionContext, lake
 
     def build(inputs: dict[str, LakeFrame]):
         qualified = {key: f.frame for key, f in inputs.items()}
-        parameters = {"currencies": list(settings.snapshot.currencies),
-                      "stuck_reasons": list(load_catalogue().reasons), **gate_parameters(settings.gates)}
-        counts = {"qualified": sum(len(f) for f in qualified.values())}
-        return backlog_frames(qualified, settings.qualification, settings.gates), parameters, counts
+        return *business_rule_inputs(qualified, settings), {"qualified": sum(len(f) for f in qualified.values())}
 
     yield from run_gate(context, "qualified_orders", lake, slack, build)
 

@@ -88,7 +88,7 @@ def _tables(frames: Mapping[str, pd.DataFrame]) -> dict[str, pa.Table]:
     sliced: the same table, column types and pandas metadata as each alone. Not when a column is
     `object`, whose Arrow type is inferred from its values (all missing in one partition: `null`)."""
     first = next(iter(frames.values()), None)
-    same = first is not None and len(frames) > 1 and "object" not in set(first.dtypes.astype(str)) and all(
+    same = first is not None and len(frames) > 1 and first.select_dtypes(include="object").columns.empty and all(
         list(f.columns) == list(first.columns) and (f.dtypes == first.dtypes).all() for f in frames.values())
     if not same:
         return {key: _table(frame) for key, frame in frames.items()}
